@@ -1,0 +1,1 @@
+"""What every system package shares: configuration, HTTP transports, sandbox plumbing."""
