@@ -4,7 +4,7 @@ A canonical id is a UUIDv5 over (system, record type, the id in the system that 
 record). Re-running a backfill or replaying an event can therefore never mint a second id for the same
 thing, and the external ids we write to vendors stay valid across store loss.
 
->>> canonical_id("crm", "Account", "001000000000001AAA") == canonical_id("crm", "Account", "001000000000001AAA")
+>>> canonical_id("crm", "Account", "001xx0000001AAA") == canonical_id("crm", "Account", "001xx0000001AAA")
 True
 """
 
