@@ -91,9 +91,7 @@ class Principal:
     @classmethod
     def system(cls, name: str) -> Principal:
         """The principal a worker or poller acts as: every legal entity, integration admin."""
-        return cls(
-            subject=f"system:{name}", roles=frozenset({Role.INTEGRATION_ADMIN}), all_entities=True
-        )
+        return cls(subject=f"system:{name}", roles=frozenset({Role.INTEGRATION_ADMIN}), all_entities=True)
 
     # --- roles and permissions -----------------------------------------------------------------------
 
