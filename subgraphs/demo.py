@@ -24,7 +24,14 @@ LEGAL_ENTITIES = {
 }
 BUSINESS_LINES = ("Consulting", "Implementation", "Managed Services")
 BILLING_METHODS = ("FIXED_FEE", "TIME_AND_MATERIALS", "MILESTONE", "RETAINER", "SUBSCRIPTION")
-STAGES = ("Prospecting", "Qualification", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost")
+STAGES = (
+    "Prospecting",
+    "Qualification",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
+)
 LABOUR = {  # labour category → (bill rate, cost rate) in the entity's currency
     "Senior Consultant": (Decimal("220"), Decimal("110")),
     "Consultant": (Decimal("160"), Decimal("80")),
@@ -47,10 +54,34 @@ PRODUCTS = {  # product code → (description, unit price)
     "PM": ("Project management day", Decimal("1440")),
 }
 COUNTRIES = {"US01": ("US",), "EU01": ("DE", "FR", "NL")}
-CITIES = {"US": ("Boston", "Austin", "Chicago", "Denver"), "DE": ("Berlin", "Munich"), "FR": ("Paris", "Lyon"),
-          "NL": ("Amsterdam", "Utrecht")}
-WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent", "Tyrell",
-         "Cyberdyne", "Wonka", "Gringotts", "Oscorp", "Nakatomi", "Massive", "Duff", "Pied", "Aperture", "Monarch")
+CITIES = {
+    "US": ("Boston", "Austin", "Chicago", "Denver"),
+    "DE": ("Berlin", "Munich"),
+    "FR": ("Paris", "Lyon"),
+    "NL": ("Amsterdam", "Utrecht"),
+}
+WORDS = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+    "Wonka",
+    "Gringotts",
+    "Oscorp",
+    "Nakatomi",
+    "Massive",
+    "Duff",
+    "Pied",
+    "Aperture",
+    "Monarch",
+)
 SUFFIXES = ("Holdings", "Labs", "Industries", "Group", "Systems", "Partners", "Logistics", "Health")
 INDUSTRIES = ("Technology", "Healthcare", "Manufacturing", "Finance", "Retail", "Energy")
 
@@ -204,7 +235,8 @@ class Invoice:
     @property
     def amount_paid(self) -> Decimal:
         return sum((p.amount for p in self.payments), Decimal(0)) + sum(
-            (c[1] for c in self.credit_memos), Decimal(0))
+            (c[1] for c in self.credit_memos), Decimal(0)
+        )
 
     @property
     def amount_remaining(self) -> Decimal:
@@ -289,8 +321,19 @@ def generate_firm(seed: int = 7, accounts: int = 200, as_of: date = AS_OF) -> Fi
         entity = "US01" if i % 3 else "EU01"
         category = list(LABOUR)[i % len(LABOUR)]
         bill, cost = LABOUR[category]
-        employees.append(Employee(i, f"Consultant {i:03d}", f"c{i:03d}@northwind.example", entity, category,
-                                  cost, bill, 5000 + i, 3000 + i))
+        employees.append(
+            Employee(
+                i,
+                f"Consultant {i:03d}",
+                f"c{i:03d}@northwind.example",
+                entity,
+                category,
+                cost,
+                bill,
+                5000 + i,
+                3000 + i,
+            )
+        )
     by_entity = {e: [x.index for x in employees if x.legal_entity == e] for e in LEGAL_ENTITIES}
 
     firm_accounts: list[Account] = []
@@ -301,16 +344,27 @@ def generate_firm(seed: int = 7, accounts: int = 200, as_of: date = AS_OF) -> Fi
         erp_id = 1000 + i if in_erp else None
         # Most CRM accounts know their ERP id; some only match by tax id / account number.
         crm_field = erp_id if in_erp and rng.random() < 0.8 else None
-        firm_accounts.append(Account(
-            index=i, crm_id=sf_id("001", i + 1),
-            name=f"{WORDS[i % len(WORDS)]} {SUFFIXES[(i // len(WORDS)) % len(SUFFIXES)]} {i:04d}",
-            account_number=f"AC-{i + 1:05d}", industry=rng.choice(INDUSTRIES), legal_entity=entity,
-            currency=str(LEGAL_ENTITIES[entity]["currency"]), country=country,
-            street=None if i % 97 == 13 else f"{rng.randrange(1, 999)} Main Street",
-            city=rng.choice(CITIES[country]), postal_code=f"{rng.randrange(10000, 99999)}",
-            tax_id=None if i % 89 == 11 else f"{country}{rng.randrange(10**8, 10**9)}",
-            business_line=rng.choice(BUSINESS_LINES), owner=f"005{(i % 7) + 1:012d}AAA",
-            erp_customer_id=erp_id, crm_erp_id_field=crm_field, psa_client_id=7000 + i))
+        firm_accounts.append(
+            Account(
+                index=i,
+                crm_id=sf_id("001", i + 1),
+                name=f"{WORDS[i % len(WORDS)]} {SUFFIXES[(i // len(WORDS)) % len(SUFFIXES)]} {i:04d}",
+                account_number=f"AC-{i + 1:05d}",
+                industry=rng.choice(INDUSTRIES),
+                legal_entity=entity,
+                currency=str(LEGAL_ENTITIES[entity]["currency"]),
+                country=country,
+                street=None if i % 97 == 13 else f"{rng.randrange(1, 999)} Main Street",
+                city=rng.choice(CITIES[country]),
+                postal_code=f"{rng.randrange(10000, 99999)}",
+                tax_id=None if i % 89 == 11 else f"{country}{rng.randrange(10**8, 10**9)}",
+                business_line=rng.choice(BUSINESS_LINES),
+                owner=f"005{(i % 7) + 1:012d}AAA",
+                erp_customer_id=erp_id,
+                crm_erp_id_field=crm_field,
+                psa_client_id=7000 + i,
+            )
+        )
     duplicates = [(900000 + i, a.index) for i, a in enumerate(firm_accounts[5::150]) if a.erp_customer_id]
 
     opportunities: list[Opportunity] = []
@@ -320,26 +374,49 @@ def generate_firm(seed: int = 7, accounts: int = 200, as_of: date = AS_OF) -> Fi
         for k in range(3):
             stage = "Closed Won" if k == 0 and acc.erp_customer_id else STAGES[rng.randrange(len(STAGES))]
             method = BILLING_METHODS[(acc.index + k) % len(BILLING_METHODS)]
-            codes = {"FIXED_FEE": ["IMPL-FIXED"], "TIME_AND_MATERIALS": ["CONSULT-SR", "CONSULT-JR", "PM"],
-                     "MILESTONE": ["IMPL-FIXED", "TRAINING"], "RETAINER": ["MS-RETAINER"],
-                     "SUBSCRIPTION": ["MS-SUB"]}[method]
-            close = as_of - timedelta(days=rng.randrange(20, 120)) if stage.startswith("Closed") else \
-                as_of + timedelta(days=rng.randrange(5, 90))
+            codes = {
+                "FIXED_FEE": ["IMPL-FIXED"],
+                "TIME_AND_MATERIALS": ["CONSULT-SR", "CONSULT-JR", "PM"],
+                "MILESTONE": ["IMPL-FIXED", "TRAINING"],
+                "RETAINER": ["MS-RETAINER"],
+                "SUBSCRIPTION": ["MS-SUB"],
+            }[method]
+            close = (
+                as_of - timedelta(days=rng.randrange(20, 120))
+                if stage.startswith("Closed")
+                else as_of + timedelta(days=rng.randrange(5, 90))
+            )
             lines = []
             for c in codes:
                 line_no += 1
                 desc, price = PRODUCTS[c]
-                qty = Decimal(rng.randrange(1, 4)) if c in ("IMPL-FIXED", "TRAINING") else \
-                    Decimal(12) if c in ("MS-RETAINER", "MS-SUB") else Decimal(rng.randrange(10, 60))
+                qty = (
+                    Decimal(rng.randrange(1, 4))
+                    if c in ("IMPL-FIXED", "TRAINING")
+                    else Decimal(12)
+                    if c in ("MS-RETAINER", "MS-SUB")
+                    else Decimal(rng.randrange(10, 60))
+                )
                 lines.append(Line(sf_id("00k", line_no), c, desc, qty, price, close + timedelta(days=14)))
             amount = sum((ln.total for ln in lines), Decimal(0))
-            opp = Opportunity(sf_id("006", acc.index * 3 + k + 1), acc.crm_id,
-                              f"{acc.name.split()[0]} {acc.business_line} {method.replace('_', ' ').title()}",
-                              stage, amount, acc.currency, close, method, acc.business_line,
-                              {"Closed Won": 100, "Closed Lost": 0}.get(stage, 10 + 20 * STAGES.index(stage)),
-                              "New Business", lines, close)
+            opp = Opportunity(
+                sf_id("006", acc.index * 3 + k + 1),
+                acc.crm_id,
+                f"{acc.name.split()[0]} {acc.business_line} {method.replace('_', ' ').title()}",
+                stage,
+                amount,
+                acc.currency,
+                close,
+                method,
+                acc.business_line,
+                {"Closed Won": 100, "Closed Lost": 0}.get(stage, 10 + 20 * STAGES.index(stage)),
+                "New Business",
+                lines,
+                close,
+            )
             opportunities.append(opp)
-            if k == 0 and stage == "Closed Won":
+            # A won deal of a customer missing from the ERP has no job yet: the gateway provisions both.
+            if k == 0 and stage == "Closed Won" and acc.erp_customer_id:
                 projects.append(_project(rng, acc, opp, len(projects), by_entity[acc.legal_entity], as_of))
 
     time_entries, expenses, invoices = _activity(rng, firm_accounts, projects, employees, as_of)
@@ -349,32 +426,78 @@ def generate_firm(seed: int = 7, accounts: int = 200, as_of: date = AS_OF) -> Fi
         end = (date(as_of.year + (m == 12), m % 12 + 1, 1)) - timedelta(days=1)
         closed = (as_of.month - m) == 2  # one closed period: the month before last
         periods.append(Period(400 + m, start.strftime("%b %Y"), start, end, closed))
-    rates = [(date(as_of.year, m, 1), "EUR", "USD", Decimal("1.0800") + Decimal(m) / 400) for m in range(1, 13)]
-    return Firm(seed, as_of, LEGAL_ENTITIES, employees, firm_accounts, opportunities, projects, time_entries,
-                expenses, invoices, periods, rates, duplicates)
+    rates = [
+        (date(as_of.year, m, 1), "EUR", "USD", Decimal("1.0800") + Decimal(m) / 400) for m in range(1, 13)
+    ]
+    return Firm(
+        seed,
+        as_of,
+        LEGAL_ENTITIES,
+        employees,
+        firm_accounts,
+        opportunities,
+        projects,
+        time_entries,
+        expenses,
+        invoices,
+        periods,
+        rates,
+        duplicates,
+    )
 
 
-def _project(rng: random.Random, acc: Account, opp: Opportunity, n: int, staff_pool: list[int],
-             as_of: date) -> Project:
+def _project(
+    rng: random.Random, acc: Account, opp: Opportunity, n: int, staff_pool: list[int], as_of: date
+) -> Project:
     code = f"PRJ-{n + 1:05d}"
     start = opp.close_date + timedelta(days=7)
-    tasks = [Task(60000 + n * 10 + j, 80000 + n * 10 + j, name) for j, name in enumerate(TASKS[acc.business_line])]
+    tasks = [
+        Task(60000 + n * 10 + j, 80000 + n * 10 + j, name) for j, name in enumerate(TASKS[acc.business_line])
+    ]
     milestones = []
     if opp.billing_method in ("FIXED_FEE", "MILESTONE"):
         parts = 3
         for j in range(parts):
             due = start + timedelta(days=30 * (j + 1))
-            milestones.append(Milestone(90000 + n * 10 + j, f"Milestone {j + 1}",
-                                        (opp.amount / parts).quantize(Decimal("0.01")), due, due < as_of))
+            milestones.append(
+                Milestone(
+                    90000 + n * 10 + j,
+                    f"Milestone {j + 1}",
+                    (opp.amount / parts).quantize(Decimal("0.01")),
+                    due,
+                    due < as_of,
+                )
+            )
     staff = rng.sample(staff_pool, k=min(3, len(staff_pool)))
     hours = Decimal(rng.randrange(200, 900, 20))
-    return Project(code, f"{opp.name} ({code})", acc.index, opp.crm_id, opp.billing_method, acc.business_line,
-                   acc.currency, hours, opp.amount, start, start + timedelta(days=180), True,
-                   20000 + n, 50000 + n, tasks, milestones, staff)
+    return Project(
+        code,
+        f"{opp.name} ({code})",
+        acc.index,
+        opp.crm_id,
+        opp.billing_method,
+        acc.business_line,
+        acc.currency,
+        hours,
+        opp.amount,
+        start,
+        start + timedelta(days=180),
+        True,
+        20000 + n,
+        50000 + n,
+        tasks,
+        milestones,
+        staff,
+    )
 
 
-def _activity(rng: random.Random, accounts: list[Account], projects: list[Project], employees: list[Employee],
-              as_of: date) -> tuple[list[TimeEntry], list[Expense], list[Invoice]]:
+def _activity(
+    rng: random.Random,
+    accounts: list[Account],
+    projects: list[Project],
+    employees: list[Employee],
+    as_of: date,
+) -> tuple[list[TimeEntry], list[Expense], list[Invoice]]:
     entries: list[TimeEntry] = []
     expenses: list[Expense] = []
     invoices: list[Invoice] = []
@@ -390,24 +513,49 @@ def _activity(rng: random.Random, accounts: list[Account], projects: list[Projec
                 task = rng.choice(p.tasks)
                 hours = Decimal(rng.randrange(2, 17)) / 2
                 current = day >= month_start
-                approval = ("APPROVED" if rng.random() < 0.6 else rng.choice(("SUBMITTED", "SUBMITTED", "REJECTED"))) \
-                    if current else "APPROVED"
-                billable = task.name not in ("Project Management",) or p.billing_method == "TIME_AND_MATERIALS"
+                approval = (
+                    ("APPROVED" if rng.random() < 0.6 else rng.choice(("SUBMITTED", "SUBMITTED", "REJECTED")))
+                    if current
+                    else "APPROVED"
+                )
+                billable = (
+                    task.name not in ("Project Management",) or p.billing_method == "TIME_AND_MATERIALS"
+                )
                 posted = not current
                 billed = posted and billable and p.billing_method == "TIME_AND_MATERIALS"
-                entry = TimeEntry(len(entries) + 100000, p.code, task.psa_task_id, emp.index, day, hours, billable,
-                                  emp.bill_rate, emp.cost_rate, approval,
-                                  len(entries) + 700000 if posted else None, billed, f"{task.name} work")
+                entry = TimeEntry(
+                    len(entries) + 100000,
+                    p.code,
+                    task.psa_task_id,
+                    emp.index,
+                    day,
+                    hours,
+                    billable,
+                    emp.bill_rate,
+                    emp.cost_rate,
+                    approval,
+                    len(entries) + 700000 if posted else None,
+                    billed,
+                    f"{task.name} work",
+                )
                 entries.append(entry)
                 if billed:
                     key = day.replace(day=1)
                     billed_by_month[key] = billed_by_month.get(key, Decimal(0)) + hours * emp.bill_rate
                 if rng.random() < 0.05:
-                    expenses.append(Expense(len(expenses) + 300000, p.code, emp.index, day,
-                                            rng.choice(("Travel", "Lodging", "Meals")),
-                                            Decimal(rng.randrange(20, 900)), True,
-                                            "APPROVED" if not current else "SUBMITTED",
-                                            len(expenses) + 800000 if not current else None))
+                    expenses.append(
+                        Expense(
+                            len(expenses) + 300000,
+                            p.code,
+                            emp.index,
+                            day,
+                            rng.choice(("Travel", "Lodging", "Meals")),
+                            Decimal(rng.randrange(20, 900)),
+                            True,
+                            "APPROVED" if not current else "SUBMITTED",
+                            len(expenses) + 800000 if not current else None,
+                        )
+                    )
             day += timedelta(days=1)
         amounts = sorted(billed_by_month.items())
         amounts += [(m.due_date, m.amount) for m in p.milestones if m.completed]
@@ -416,15 +564,37 @@ def _activity(rng: random.Random, accounts: list[Account], projects: list[Projec
             inv_date = _month_end(tran) if p.billing_method == "TIME_AND_MATERIALS" else tran
             if inv_date > as_of:
                 continue
-            inv = Invoice(600000 + inv_no, f"INV-{inv_no:06d}", acc.index, p.code, inv_date,
-                          inv_date + timedelta(days=30), p.currency, total.quantize(Decimal("0.01")), [], [])
+            inv = Invoice(
+                600000 + inv_no,
+                f"INV-{inv_no:06d}",
+                acc.index,
+                p.code,
+                inv_date,
+                inv_date + timedelta(days=30),
+                p.currency,
+                total.quantize(Decimal("0.01")),
+                [],
+                [],
+            )
             roll = rng.random()
             if roll < 0.45:
-                inv.payments.append(Payment(650000 + inv_no, inv.due_date - timedelta(days=rng.randrange(0, 20)),
-                                            inv.total, p.currency))
+                inv.payments.append(
+                    Payment(
+                        650000 + inv_no,
+                        inv.due_date - timedelta(days=rng.randrange(0, 20)),
+                        inv.total,
+                        p.currency,
+                    )
+                )
             elif roll < 0.6:
-                inv.payments.append(Payment(650000 + inv_no, inv_date + timedelta(days=rng.randrange(5, 25)),
-                                            (inv.total / 2).quantize(Decimal("0.01")), p.currency))
+                inv.payments.append(
+                    Payment(
+                        650000 + inv_no,
+                        inv_date + timedelta(days=rng.randrange(5, 25)),
+                        (inv.total / 2).quantize(Decimal("0.01")),
+                        p.currency,
+                    )
+                )
             inv.payments = [pay for pay in inv.payments if pay.tran_date <= as_of]
             invoices.append(inv)
     # One credit memo, against the first open invoice, for 10 %.

@@ -19,9 +19,7 @@ class RetryConfig(BaseModel):
 
 
 class SystemConfig(BaseModel):
-    base_url: str | None = Field(
-        default=None, description="vendor root URL; unset → the in-process sandbox"
-    )
+    base_url: str | None = Field(default=None, description="vendor root URL; unset → the in-process sandbox")
     client_id: str = "p2c-demo"
     client_secret: SecretStr = SecretStr("p2c-demo-secret")
     timeout_s: float = Field(default=15.0, gt=0)

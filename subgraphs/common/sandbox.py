@@ -23,6 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 from starlette.responses import JSONResponse, Response
@@ -49,7 +50,8 @@ class SandboxOptions:
 
 @dataclass
 class Limits:
-    """Vendor limits a sandbox enforces; each vendor picks its defaults (NetSuite cap 15, Harvest 100/15 s)."""
+    """Vendor limits a sandbox enforces; each vendor picks its defaults (NetSuite: cap 15;
+    Harvest: 100 per 15 s)."""
 
     concurrency_cap: int | None = None
     rate_limit_requests: int | None = None
@@ -90,13 +92,15 @@ class Faults:
         return faults
 
 
-_ID_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9:_.\-]+$")
+# An id starts with a digit (NetSuite/Harvest numbers, Salesforce key prefixes, query locators), is an
+# external-id reference (``eid:...``) or is Salesforce-shaped (15/18 alphanumerics with a digit). Resource
+# names that merely hold a digit (``oauth2``, ``Product2``, ``v62.0``) are not.
+_ID_SEGMENT = re.compile(r"^(?:\d[\w:.\-]*|[\w.\-]*:[\w:.\-]+|(?=\D*\d)[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?)$")
 
 
 def endpoint_key(method: str, path: str) -> str:
-    """``GET /record/v1/customer/{id}`` — path segments holding a digit are ids."""
-    parts = ["{id}" if _ID_SEGMENT.match(p) and not re.fullmatch(r"v\d+(\.\d+)?", p) else p
-             for p in path.split("/")]
+    """``GET /record/v1/customer/{id}`` — id-shaped path segments become ``{id}``."""
+    parts = ["{id}" if _ID_SEGMENT.match(p) else p for p in path.split("/")]
     return f"{method} {'/'.join(parts)}"
 
 
@@ -126,7 +130,7 @@ class SandboxPlumbing:
         }
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"][len(ADMIN_PREFIX):]
+        path = scope["path"][len(ADMIN_PREFIX) :]
         method = scope["method"]
         response: Response
         if path == "/faults" and method == "GET":
@@ -137,9 +141,10 @@ class SandboxPlumbing:
                 if not isinstance(body, dict):
                     raise ValueError("body must be a JSON object")
                 limits = body.pop("limits", None)
-                self.faults = Faults.from_json(body, self.faults)
-                if limits is not None:
-                    self.limits = Limits(**{**self.limits.as_dict(), **limits})
+                faults = Faults.from_json(body, self.faults)
+                # Validate both halves before applying either: a refused PUT changes nothing.
+                new_limits = self.limits if limits is None else Limits(**{**self.limits.as_dict(), **limits})
+                self.faults, self.limits = faults, new_limits
                 self._rng = random.Random(self.faults.seed)
             except (ValueError, TypeError) as exc:
                 response = JSONResponse({"error": str(exc)}, status_code=400)
@@ -224,11 +229,15 @@ class SandboxPlumbing:
                 return
         if faults.fail_records:
             body = await _read_body(receive)
-            haystack = scope["path"] + "?" + scope.get("query_string", b"").decode() + body.decode("utf-8", "replace")
-            for needle, status in faults.fail_records.items():
+            # Separators keep a needle from matching across the joins; the query is decoded so
+            # ``eid:X`` matches although it travels as ``eid%3AX``.
+            query = unquote(scope.get("query_string", b"").decode())
+            haystack = "\n".join((scope["path"], query, body.decode("utf-8", "replace")))
+            for needle, fail_status in faults.fail_records.items():
                 if needle in haystack:
-                    await self.render_error(status, "INJECTED_RECORD_FAILURE",
-                                            f"record {needle} always fails")(scope, receive, send)
+                    await self.render_error(
+                        fail_status, "INJECTED_RECORD_FAILURE", f"record {needle} always fails"
+                    )(scope, receive, send)
                     return
             receive = _replay(body)
         await self.app(scope, receive, send)
@@ -260,9 +269,9 @@ def _replay(body: bytes) -> Receive:
 class SandboxAdmin:
     """Drives a sandbox's admin API from tests and benchmarks::
 
-        admin = SandboxAdmin(httpx.AsyncClient(base_url="http://127.0.0.1:9001"))
-        await admin.set_faults(latency_ms=20, error_rates={"503": 0.2})
-        assert (await admin.counters())["total"] < 10
+    admin = SandboxAdmin(httpx.AsyncClient(base_url="http://127.0.0.1:9001"))
+    await admin.set_faults(latency_ms=20, error_rates={"503": 0.2})
+    assert (await admin.counters())["total"] < 10
     """
 
     def __init__(self, client: httpx.AsyncClient) -> None:

@@ -84,8 +84,8 @@ class RetryPolicy:
         )
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** (attempt - 1)))
-        return base * (1 + self.jitter * rng.random())
+        base = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** (attempt - 1))
+        return float(base * (1 + self.jitter * rng.random()))
 
     def retryable_request(self, request: httpx.Request) -> bool:
         return request.method in IDEMPOTENT_METHODS or bool(request.extensions.get(IDEMPOTENT))

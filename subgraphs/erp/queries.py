@@ -1,0 +1,152 @@
+"""Bulk reads over SuiteQL: one query per chunk of ≤ ``in_list_max`` ids, ≤ 1000 rows a page.
+
+Mixed into ``ErpClient``; loaders call these so a GraphQL request over 100 accounts costs a handful of
+upstream calls. Ids are validated as integers and strings quoted (``wire.sql_ids``/``sql_string``):
+NetSuite's REST SuiteQL takes no bind parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from canonical.money import Money
+from subgraphs.erp.config import ErpConfig
+from subgraphs.erp.refdata import Reference
+from subgraphs.erp.wire import Record, decimal, sql_ids, sql_string
+
+CUSTOMER_COLUMNS = (
+    "id, externalid, entityid, companyname, accountnumber, subsidiary, currency, vatregnumber, "
+    "isinactive, lastmodifieddate"
+)
+JOB_COLUMNS = (
+    "id, externalid, entityid, companyname, parent, jobbillingtype, status, startdate, "
+    "projectedenddate, currency, subsidiary, lastmodifieddate"
+)
+INVOICE_COLUMNS = (
+    "id, externalid, tranid, entity, job, trandate, duedate, currency, foreigntotal, amountpaid, "
+    "amountremaining, status, subsidiary, lastmodifieddate"
+)
+TIME_BILL_COLUMNS = (
+    "id, externalid, employee, customer, trandate, hours, rate, item, isbillable, billed, "
+    "approvalstatus, memo, lastmodifieddate"
+)
+BUCKETS = ((1, 30), (31, 60), (61, 90), (91, None))
+
+
+@dataclass(frozen=True)
+class InvoiceTotals:
+    """Receivables of one customer in one currency as of a date."""
+
+    customer_id: str
+    currency: str
+    invoices: int
+    billed: Money
+    paid: Money
+    remaining: Money
+    overdue: Money
+    overdue_buckets: dict[str, Money]  # "1-30", "31-60", "61-90", "91+" days past due
+
+
+def chunked(ids: Iterable[str], size: int) -> list[list[str]]:
+    unique = list(dict.fromkeys(str(i) for i in ids))
+    return [unique[i : i + size] for i in range(0, len(unique), size)]
+
+
+class Queries:
+    config: ErpConfig
+    suiteql: Callable[..., Awaitable[list[Record]]]
+    reference_data: Callable[[], Awaitable[Reference]]
+
+    async def _by_chunks(self, ids: Iterable[str], query: Callable[[list[str]], str]) -> list[Record]:
+        chunks = chunked(ids, self.config.in_list_max)
+        results = await asyncio.gather(*(self.suiteql(query(chunk)) for chunk in chunks))
+        return [row for rows in results for row in rows]
+
+    async def customers_by_ids(self, ids: Iterable[str]) -> dict[str, Record]:
+        rows = await self._by_chunks(
+            ids, lambda c: f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE id IN ({sql_ids(c)}) ORDER BY id"
+        )
+        return {str(r["id"]): r for r in rows}
+
+    async def jobs_by_ids(self, ids: Iterable[str]) -> dict[str, Record]:
+        rows = await self._by_chunks(
+            ids, lambda c: f"SELECT {JOB_COLUMNS} FROM job WHERE id IN ({sql_ids(c)}) ORDER BY id"
+        )
+        return {str(r["id"]): r for r in rows}
+
+    async def invoices_by_customer_ids(self, ids: Iterable[str]) -> dict[str, list[Record]]:
+        wanted = [str(i) for i in ids]
+        rows = await self._by_chunks(
+            wanted,
+            lambda c: (
+                f"SELECT {INVOICE_COLUMNS} FROM transaction "
+                f"WHERE type = 'CustInvc' AND entity IN ({sql_ids(c)}) "
+                "ORDER BY id"
+            ),
+        )
+        result: dict[str, list[Record]] = {i: [] for i in wanted}
+        for row in rows:
+            result.setdefault(str(row["entity"]), []).append(row)
+        return result
+
+    async def time_bills_by_external_ids(self, external_ids: Iterable[str]) -> dict[str, Record]:
+        rows = await self._by_chunks(
+            external_ids,
+            lambda c: (
+                f"SELECT {TIME_BILL_COLUMNS} FROM timebill WHERE externalid IN "
+                f"({', '.join(sql_string(e) for e in c)}) ORDER BY id"
+            ),
+        )
+        return {str(r["externalid"]): r for r in rows}
+
+    async def invoice_totals_by_customer(
+        self, ids: Iterable[str], as_of: date
+    ) -> dict[str, list[InvoiceTotals]]:
+        """Billed, paid, remaining, overdue (and its age buckets) per customer and currency."""
+        wanted = [str(i) for i in ids]
+        day = as_of.isoformat()
+        buckets = []
+        for low, high in BUCKETS:
+            newest = (as_of - timedelta(days=low)).isoformat()
+            range_sql = f"duedate <= '{newest}'"
+            if high is not None:
+                range_sql += f" AND duedate >= '{(as_of - timedelta(days=high)).isoformat()}'"
+            buckets.append(f"SUM(CASE WHEN {range_sql} THEN amountremaining ELSE 0 END) AS b{low}")
+
+        def query(chunk: list[str]) -> str:
+            return (
+                "SELECT entity, currency, COUNT(*) AS invoices, SUM(foreigntotal) AS billed, "
+                "SUM(amountpaid) AS paid, SUM(amountremaining) AS remaining, "
+                f"SUM(CASE WHEN duedate < '{day}' THEN amountremaining ELSE 0 END) AS overdue, "
+                f"{', '.join(buckets)} FROM transaction WHERE type = 'CustInvc' "
+                f"AND trandate <= '{day}' AND entity IN ({sql_ids(chunk)}) "
+                "GROUP BY entity, currency ORDER BY entity, currency"
+            )
+
+        rows = await self._by_chunks(wanted, query)
+        reference = await self.reference_data()
+        result: dict[str, list[InvoiceTotals]] = {i: [] for i in wanted}
+        for row in rows:
+            currency = reference.currency_code(str(row["currency"])) or "USD"
+
+            def money(name: str, row: Record = row, currency: str = currency) -> Money:
+                return Money(decimal(row, name) or Decimal(0), currency).rounded()
+
+            labels = [f"{low}-{high}" if high else f"{low}+" for low, high in BUCKETS]
+            result.setdefault(str(row["entity"]), []).append(
+                InvoiceTotals(
+                    str(row["entity"]),
+                    currency,
+                    int(row["invoices"]),
+                    money("billed"),
+                    money("paid"),
+                    money("remaining"),
+                    money("overdue"),
+                    {label: money(f"b{low}") for label, (low, _h) in zip(labels, BUCKETS, strict=True)},
+                )
+            )
+        return result
