@@ -1,0 +1,80 @@
+"""What one gateway process holds for its whole life, built by the app's lifespan.
+
+    Runtime
+    ├── settings        the validated Settings it was started with
+    ├── engine          store AsyncEngine (one pool per process)
+    ├── sessionmaker    async_sessionmaker bound to it
+    ├── systems         {"crm" | "psa" | "erp": SystemRuntime(client, sandbox, config, ...)}
+    ├── mapping         the loaded mapping (shipped demo mapping unless P2C_MAPPING_PATH)
+    └── metrics         this app's Prometheus instruments
+
+Request code reaches it with ``get_runtime(request)``, never through a module-level global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from gateway.metrics import Metrics
+from gateway.runtime.startup import load_mapping
+from gateway.runtime.systems import SystemClient, SystemRuntime, build_system
+from gateway.settings import Settings
+from gateway.types import SYSTEMS, SystemName
+from store.db import make_engine, make_sessionmaker
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    systems: dict[SystemName, SystemRuntime]
+    metrics: Metrics
+    mapping: Any  # canonical.mapping's loaded mapping; None while that package is not installed
+
+    def client(self, name: SystemName) -> SystemClient:
+        """The connector of ``name``; raises ``LookupError`` with the reason when there is none."""
+        system = self.systems[name]
+        if system.client is None:
+            raise LookupError(f"{name}: {system.unavailable or 'no connector'}")
+        return system.client
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Runtime]:
+    """Build everything a process needs and close it all, in reverse order, on exit."""
+    async with AsyncExitStack() as stack:
+        mapping = load_mapping(settings)
+        engine = make_engine(settings.database_url)
+        stack.push_async_callback(engine.dispose)
+        systems: dict[SystemName, SystemRuntime] = {}
+        for name in SYSTEMS:
+            system = build_system(name, settings)
+            if system.client is not None:
+                stack.push_async_callback(system.client.aclose)
+            systems[name] = system
+        yield Runtime(
+            settings=settings,
+            engine=engine,
+            sessionmaker=make_sessionmaker(engine),
+            systems=systems,
+            metrics=metrics,
+            mapping=mapping,
+        )
+
+
+def get_runtime(connection: HTTPConnection) -> Runtime:
+    """The runtime of the app serving this request (set by the lifespan)."""
+    runtime = getattr(connection.app.state, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("the gateway runtime is not started (was the app's lifespan run?)")
+    return runtime
+
+
+__all__ = ["Runtime", "SystemClient", "SystemRuntime", "get_runtime", "open_runtime"]
