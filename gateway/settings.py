@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     jwt_secret: SecretStr | None = None
     jwks_url: str | None = None
+    jwt_audience: str = "p2c-gateway"
+    jwt_issuer: str = "p2c-dev"
+    jwt_leeway_s: float = Field(default=30, ge=0, le=300)
     webhook_secret: SecretStr | None = None
 
     mapping_path: Path | None = Field(default=None, description="unset → the shipped demo mapping")
@@ -123,6 +126,9 @@ class Settings(BaseSettings):
             missing.append(env_name("database_url"))
         if self.jwt_secret is None and self.jwks_url is None:
             missing.append(f"{env_name('jwt_secret')} (or {env_name('jwks_url')})")
+        if self.jwks_url is not None and "jwt_issuer" not in self.model_fields_set:
+            # With an identity provider's keys, the issuer must be the provider's, never our dev issuer.
+            missing.append(env_name("jwt_issuer"))
         if self.webhook_secret is None:
             missing.append(env_name("webhook_secret"))
         missing.extend(env_name(name, "base_url") for name in SYSTEMS if self.system(name).base_url is None)

@@ -32,7 +32,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = p2c("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("serve", "migrate", "sandbox"):
+    for command in ("serve", "migrate", "sandbox", "token"):
         assert command in result.stdout
 
 
