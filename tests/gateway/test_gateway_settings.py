@@ -76,10 +76,18 @@ def test_production_names_every_missing_setting(monkeypatch: pytest.MonkeyPatch)
 def test_production_accepts_jwks_instead_of_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "P2C_JWT_SECRET"})
     monkeypatch.setenv("P2C_JWKS_URL", "https://idp.example.com/.well-known/jwks.json")
+    monkeypatch.setenv("P2C_JWT_ISSUER", "https://idp.example.com/")
     settings = load_settings()
     assert settings.jwt_secret is None
     assert settings.log_format == "json"
     assert settings.embedded_systems() == []
+
+
+def test_production_with_jwks_needs_the_providers_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {k: v for k, v in PRODUCTION_ENV.items() if k != "P2C_JWT_SECRET"})
+    monkeypatch.setenv("P2C_JWKS_URL", "https://idp.example.com/.well-known/jwks.json")
+    with pytest.raises(ConfigurationError, match="P2C_JWT_ISSUER"):
+        load_settings()
 
 
 def test_complete_production_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
