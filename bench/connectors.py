@@ -2,24 +2,27 @@
 
     python bench/connectors.py [--accounts 10000] [--sample 300]
 
-Builds the PSA sandbox with the demo firm, serves it on uvicorn (127.0.0.1, a free port, a background
-thread), and reads every time entry through ``PsaClient`` (cursor paging, 2000 per page); as the naive
-baseline in the same run it reads ``--sample`` entries one by one (``GET /v2/time_entries/{id}``) and
-extrapolates to all entries. Harvest's rate limit (100 / 15 s) is lifted in the sandbox for the run — with
-it, the naive read of 133k entries alone would take 5.5 hours. The ERP half runs when
-``subgraphs.erp.sandbox`` and ``subgraphs.erp.client`` exist.
+Builds each sandbox with the demo firm, serves it on uvicorn (127.0.0.1, a free port, a background thread)
+and reads through the connector; as the naive baseline in the same run it reads ``--sample`` records one
+by one and extrapolates to all of them.
+
+- PSA: every time entry through ``PsaClient`` (cursor paging, 2000 per page) against
+  ``GET /v2/time_entries/{id}``. Harvest's rate limit (100 / 15 s) is lifted in the sandbox for the run —
+  with it, the naive read of 130k entries alone would take 5.5 hours.
+- ERP: every invoice through ``ErpClient.suiteql_pages`` (offset paging, 1000 rows per page) against
+  ``GET /record/v1/invoice/{id}``. NetSuite's limits stay on (the sandbox's concurrency cap of 15, the
+  connector's own of 10); the token is fetched before the clock starts, so requests count data calls only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,15 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from subgraphs.common.sandbox import Limits, SandboxOptions
+from subgraphs.erp import sandbox as erp_sandbox
+from subgraphs.erp.client import ErpClient
+from subgraphs.erp.config import ErpConfig
+from subgraphs.erp.queries import INVOICE_COLUMNS
+from subgraphs.psa import sandbox as psa_sandbox
 from subgraphs.psa.client import PsaClient
 from subgraphs.psa.config import PsaConfig
-from subgraphs.psa.sandbox import create_app
+
+Row = tuple[str, int, float, int]  # run, records, seconds, requests
 
 
 @contextmanager
@@ -61,62 +70,82 @@ async def _requests(base_url: str) -> int:
         return int(total)
 
 
-async def bench_psa(accounts: int, sample: int) -> list[tuple[str, int, float, int]]:
+async def naive(
+    system: str, base_url: str, ids: Sequence[object], sample: int, fetch: Callable[[Any], Awaitable[object]]
+) -> list[Row]:
+    """``sample`` records spread over ``ids``, read one request each, in turn; then extrapolated."""
+    step = max(1, len(ids) // sample)
+    picked = ids[::step][:sample]
     started = time.perf_counter()
-    app = create_app(SandboxOptions(accounts=accounts, limits=Limits()))
+    for record_id in picked:
+        await fetch(record_id)
+    elapsed = time.perf_counter() - started
+    requests = await _requests(base_url)
+    per_record = elapsed / max(1, len(picked))
+    return [
+        (f"{system} naive one-by-one (sample {len(picked)})", len(picked), elapsed, requests),
+        (f"{system} naive, extrapolated", len(ids), per_record * len(ids), len(ids)),
+    ]
+
+
+async def bench_psa(accounts: int, sample: int) -> list[Row]:
+    started = time.perf_counter()
+    app = psa_sandbox.create_app(SandboxOptions(accounts=accounts, limits=Limits()))
     print(f"psa sandbox: {accounts} accounts seeded in {time.perf_counter() - started:.1f}s")
-    rows: list[tuple[str, int, float, int]] = []
     with serve(app) as base_url:
         config = PsaConfig(base_url=base_url, rate_limit_requests=0)  # limits lifted on both sides
         async with PsaClient.from_config(config) as client:
             await _requests(base_url)
             started = time.perf_counter()
             ids = [e["id"] async for page in client.time_entries() for e in page]
-            rows.append(
-                (
-                    "psa connector (paged 2000)",
-                    len(ids),
-                    time.perf_counter() - started,
-                    await _requests(base_url),
-                )
-            )
-            step = max(1, len(ids) // sample)
-            picked = ids[::step][:sample]
-            started = time.perf_counter()
-            for entry_id in picked:
-                await client.time_entry(entry_id)
             elapsed = time.perf_counter() - started
-            rows.append(
-                (
-                    f"psa naive one-by-one (sample {len(picked)})",
-                    len(picked),
-                    elapsed,
-                    await _requests(base_url),
-                )
-            )
-            per_record = elapsed / max(1, len(picked))
-            rows.append(("psa naive, extrapolated", len(ids), per_record * len(ids), len(ids)))
-    return rows
+            rows = [("psa connector (paged 2000)", len(ids), elapsed, await _requests(base_url))]
+            return rows + await naive("psa", base_url, ids, sample, client.time_entry)
+
+
+async def bench_erp(accounts: int, sample: int) -> list[Row]:
+    started = time.perf_counter()
+    app = erp_sandbox.create_app(SandboxOptions(seed=7, accounts=accounts))
+    print(f"erp sandbox: {accounts} accounts seeded in {time.perf_counter() - started:.1f}s")
+    with serve(app) as base_url:
+        config = ErpConfig(base_url=base_url)
+        async with ErpClient.from_config(config) as client:
+            await client.ping()  # fetches the token outside the timed runs
+            await _requests(base_url)
+            query = f"SELECT {INVOICE_COLUMNS} FROM transaction WHERE type = 'CustInvc' ORDER BY id"
+            started = time.perf_counter()
+            ids = [row["id"] async for page in client.suiteql_pages(query) for row in page.items]
+            elapsed = time.perf_counter() - started
+            page_size = config.page_size
+            rows = [(f"erp connector (suiteql {page_size})", len(ids), elapsed, await _requests(base_url))]
+
+            async def invoice(invoice_id: object) -> object:
+                return await client.get("invoice", str(invoice_id))
+
+            return rows + await naive("erp", base_url, ids, sample, invoice)
+
+
+def ratio(system: str, rows: Sequence[Row]) -> str:
+    connector, _, baseline = rows
+    return (
+        f"{system} connector vs naive: {baseline[2] / connector[2]:.0f}x faster, "
+        f"{baseline[3] / max(1, connector[3]):.0f}x fewer requests"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--sample", type=int, default=300)
     args = parser.parse_args()
-    rows = asyncio.run(bench_psa(args.accounts, args.sample))
-    if importlib.util.find_spec("subgraphs.erp.sandbox") and importlib.util.find_spec("subgraphs.erp.client"):
-        print("erp: modules present — ERP half not wired yet (lead to finish)")
-    else:
-        print("erp: skipped: erp not available")
+    started = time.perf_counter()
+    psa = asyncio.run(bench_psa(args.accounts, args.sample))
+    erp = asyncio.run(bench_erp(args.accounts, args.sample))
     print(f"\n{'run':<40} {'records':>9} {'seconds':>9} {'records/s':>11} {'requests':>9}")
-    for name, records, seconds, requests in rows:
+    for name, records, seconds, requests in psa + erp:
         print(f"{name:<40} {records:>9} {seconds:>9.2f} {records / seconds:>11.0f} {requests:>9}")
-    connector, naive = rows[0], rows[2]
-    print(
-        f"\nconnector vs naive: {naive[2] / connector[2]:.0f}x faster, "
-        f"{naive[3] / max(1, connector[3]):.0f}x fewer requests"
-    )
+    print(f"\n{ratio('psa', psa)}\n{ratio('erp', erp)}")
+    print(f"bench: {time.perf_counter() - started:.0f}s in all")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 ``RetryTransport`` retries what is safe to retry (policy as data, like dlt's retry helper);
 ``ConcurrencyLimit`` caps in-flight requests per system (NetSuite shares one cap across all integrations
-of an account). Stack them over any transport — a pooled ``httpx.AsyncHTTPTransport`` in production, an
-``httpx.ASGITransport`` for an in-process sandbox, a ``MockTransport`` in tests::
+of an account); ``DeadlineTransport`` bounds one attempt in wall-clock time. Stack them over any
+transport — a pooled ``httpx.AsyncHTTPTransport`` in production, an ``httpx.ASGITransport`` for an
+in-process sandbox, a ``MockTransport`` in tests::
 
-    transport = RetryTransport(ConcurrencyLimit(httpx.AsyncHTTPTransport(), limit=8), RetryPolicy())
+    transport = build_transport(RetryPolicy(), 8, timeout_s=15.0)  # retry → cap → deadline → pool
     client = httpx.AsyncClient(transport=transport, base_url="https://erp.example")
 
 Transports never raise gateway errors: after the last attempt they hand back the last response (or re-raise
@@ -200,16 +201,63 @@ class ConcurrencyLimit(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class DeadlineTransport(httpx.AsyncBaseTransport):
+    """At most ``timeout_s`` of wall-clock time per attempt, body included, else ``httpx.ReadTimeout``.
+
+    ``httpx.ASGITransport`` runs the app inline and ignores httpx's timeouts, so without this a hanging
+    in-process sandbox would hang the gateway. Over real HTTP it is the backstop for what httpx's
+    per-operation timeouts let through (connect, write and every read each get the full timeout, so a
+    trickling body never trips them). Below the concurrency cap, so waiting for a slot does not count.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, timeout_s: float) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self.inner = inner
+        self.timeout_s = timeout_s
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.inner.handle_async_request(request)
+                try:
+                    await response.aread()
+                except BaseException:
+                    await response.aclose()
+                    raise
+                return response
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(f"no response within {self.timeout_s}s", request=request) from exc
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def pooled_transport(max_concurrency: int) -> httpx.AsyncHTTPTransport:
+    """Real HTTP with as many pooled connections as the concurrency cap lets through."""
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+    )
+
+
 def build_transport(
     policy: RetryPolicy,
     max_concurrency: int,
     transport: httpx.AsyncBaseTransport | None = None,
     *,
+    timeout_s: float | None = None,
     on_retry: RetryHook | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> RetryTransport:
-    """The standard stack: retries outside, the concurrency cap inside (a retry waits for a slot)."""
-    base = transport or httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
-    )
+    """The standard stack: retries outside, the concurrency cap inside (a retry waits for a slot), and
+    with ``timeout_s`` a per-attempt deadline around ``transport`` (default: a pooled HTTP transport).
+
+    Connectors pass their ``timeout_s`` whatever the transport, so a sandbox runs the same stack as
+    production; the deadline equal to the httpx timeout is harmless, both end as an
+    ``httpx.TimeoutException``. A vendor layer that waits on its own (a rate budget) belongs between the
+    cap and the deadline; such a connector wraps ``DeadlineTransport`` itself and passes ``timeout_s=None``.
+    """
+    base = transport or pooled_transport(max_concurrency)
+    if timeout_s is not None:
+        base = DeadlineTransport(base, timeout_s)
     return RetryTransport(ConcurrencyLimit(base, max_concurrency), policy, on_retry=on_retry, sleep=sleep)

@@ -5,9 +5,9 @@
         ...
     await client.aclose()
 
-Layering follows httpx: the retry and concurrency transports from ``subgraphs.common.transport`` under an
-``httpx.AsyncClient``, OAuth as an ``httpx.Auth`` flow. Every failure leaves as a ``canonical.errors``
-upstream error (see ``errors.py``); nothing here lets an ``httpx`` exception escape.
+Layering follows httpx: the retry, concurrency and deadline transports from ``subgraphs.common.transport``
+under an ``httpx.AsyncClient``, OAuth as an ``httpx.Auth`` flow. Every failure leaves as a
+``canonical.errors`` upstream error (see ``errors.py``); nothing here lets an ``httpx`` exception escape.
 """
 
 from __future__ import annotations
@@ -143,23 +143,6 @@ class SalesforceAuth(httpx.Auth):
         yield request
 
 
-class DeadlineTransport(httpx.AsyncBaseTransport):
-    """Per-attempt timeout for transports that ignore httpx timeouts (``ASGITransport`` runs the app
-    inline), so an in-process sandbox that hangs fails like a network read would."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, timeout_s: float) -> None:
-        self.inner, self.timeout_s = inner, timeout_s
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await asyncio.wait_for(self.inner.handle_async_request(request), self.timeout_s)
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(f"no response within {self.timeout_s}s", request=request) from exc
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 class CrmClient:
     def __init__(self, http: httpx.AsyncClient, config: CrmConfig, auth: SalesforceAuth) -> None:
         self.http = http
@@ -182,10 +165,15 @@ class CrmClient:
         """``transport`` None → pooled HTTP to ``config.base_url``; given (an in-process sandbox's
         ``ASGITransport``) → that, under the same retry and concurrency stack."""
         root = (base_url or config.base_url or SANDBOX_BASE_URL).rstrip("/")
-        if transport is not None:
-            transport = DeadlineTransport(transport, config.timeout_s)
         policy = RetryPolicy.from_config(config.retry, is_limit=errors.is_limit)
-        stack = build_transport(policy, config.max_concurrency, transport, on_retry=on_retry, sleep=sleep)
+        stack = build_transport(
+            policy,
+            config.max_concurrency,
+            transport,
+            timeout_s=config.timeout_s,
+            on_retry=on_retry,
+            sleep=sleep,
+        )
         auth = SalesforceAuth(
             root + errors.TOKEN_PATH, config.client_id, config.client_secret.get_secret_value()
         )
@@ -345,30 +333,25 @@ class CrmClient:
     ) -> list[SaveResult]:
         """sObject Collections upsert, 200 records a call, results in input order. ``all_or_none`` holds per
         call: a failure rolls back its own chunk of 200, not chunks already committed."""
-        results: list[SaveResult] = []
-        for start in range(0, len(records), COLLECTION_LIMIT):
-            chunk = [
-                {"attributes": {"type": sobject}, **r} for r in records[start : start + COLLECTION_LIMIT]
-            ]
-            response = await self._request(
-                "PATCH",
-                f"{self.api}/composite/sobjects/{sobject}/{external_field}",
-                body={"allOrNone": all_or_none, "records": chunk},
-            )
-            results.extend(cast(list[SaveResult], _decode(response)))
-        return results
+        path = f"{self.api}/composite/sobjects/{sobject}/{external_field}"
+        return await self._collections("PATCH", path, sobject, records, all_or_none)
 
     async def create_many(
         self, sobject: str, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
     ) -> list[SaveResult]:
+        path = f"{self.api}/composite/sobjects"
+        return await self._collections("POST", path, sobject, records, all_or_none)
+
+    async def _collections(
+        self, method: str, path: str, sobject: str, records: Sequence[Mapping[str, Any]], all_or_none: bool
+    ) -> list[SaveResult]:
+        """One sObject Collections call per ``COLLECTION_LIMIT`` records, in order."""
         results: list[SaveResult] = []
         for start in range(0, len(records), COLLECTION_LIMIT):
             chunk = [
                 {"attributes": {"type": sobject}, **r} for r in records[start : start + COLLECTION_LIMIT]
             ]
-            response = await self._request(
-                "POST", f"{self.api}/composite/sobjects", body={"allOrNone": all_or_none, "records": chunk}
-            )
+            response = await self._request(method, path, body={"allOrNone": all_or_none, "records": chunk})
             results.extend(cast(list[SaveResult], _decode(response)))
         return results
 

@@ -6,8 +6,9 @@
         ...
     period = await client.period_for(date(2026, 11, 3))               # cached reference data
 
-Retries, backoff honouring Retry-After and the concurrency cap come from ``subgraphs.common.transport``;
-auth is ``M2MAuth``; every failure leaves as a gateway ``UpstreamError`` (see ``errors.py``).
+Retries, backoff honouring Retry-After, the concurrency cap and the per-attempt deadline come from
+``subgraphs.common.transport``; auth is ``M2MAuth``; every failure leaves as a gateway ``UpstreamError``
+(see ``errors.py``).
 """
 
 from __future__ import annotations
@@ -30,23 +31,6 @@ from subgraphs.erp.refdata import Reference, ReferenceCache
 from subgraphs.erp.wire import Page, Record
 
 REST = "/services/rest"
-
-
-class _Deadline(httpx.AsyncBaseTransport):
-    """Enforces the timeout on transports that ignore httpx's (``ASGITransport`` runs the app in-process)."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, timeout_s: float) -> None:
-        self.inner = inner
-        self.timeout_s = timeout_s
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await asyncio.wait_for(self.inner.handle_async_request(request), self.timeout_s)
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(f"no answer within {self.timeout_s}s", request=request) from exc
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class ErpClient(Queries):
@@ -72,9 +56,12 @@ class ErpClient(Queries):
         *,
         sleep: Sleep = asyncio.sleep,
     ) -> ErpClient:
-        inner = _Deadline(transport, config.timeout_s) if transport is not None else None
         stack = build_transport(
-            RetryPolicy.from_config(config.retry), config.max_concurrency, inner, sleep=sleep
+            RetryPolicy.from_config(config.retry),
+            config.max_concurrency,
+            transport,
+            timeout_s=config.timeout_s,
+            sleep=sleep,
         )
         base_url = config.base_url or SANDBOX_URL
         timeout = httpx.Timeout(config.timeout_s)

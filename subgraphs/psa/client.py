@@ -6,9 +6,10 @@
     await client.aclose()
 
 Stack (outside in): ``RetryTransport`` (429 honouring Retry-After, 5xx, transport errors; GET/PATCH/DELETE
-only) → ``ConcurrencyLimit`` → ``RateBudget`` (sliding window, 100 / 15 s) → the pooled HTTP transport,
-an ``ASGITransport`` to a sandbox, or a test's ``MockTransport``. Errors leave as ``UpstreamError``
-subclasses (``errors.py``). Lists are read with ``paginate``, which always follows ``links.next``.
+only) → ``ConcurrencyLimit`` → ``RateBudget`` (sliding window, 100 / 15 s) → ``DeadlineTransport`` (per
+attempt, ``timeout_s``) → the pooled HTTP transport, an ``ASGITransport`` to a sandbox, or a test's
+``MockTransport``. Errors leave as ``UpstreamError`` subclasses (``errors.py``). Lists are read with
+``paginate``, which always follows ``links.next``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import Any, cast
 import httpx
 
 from canonical.errors import UpstreamRejected
-from subgraphs.common.transport import RetryPolicy, RetryTransport, Sleep, build_transport
+from subgraphs.common.transport import (
+    DeadlineTransport,
+    RetryPolicy,
+    RetryTransport,
+    Sleep,
+    build_transport,
+    pooled_transport,
+)
 from subgraphs.psa import errors
 from subgraphs.psa.budget import RateBudget
 from subgraphs.psa.config import DEFAULT_BASE_URL, PsaConfig
@@ -97,12 +105,13 @@ class PsaClient:
                     )
                 )
             else:
-                limits = httpx.Limits(
-                    max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
-                )
-                transport = httpx.AsyncHTTPTransport(limits=limits)
+                transport = pooled_transport(config.max_concurrency)
+        # The deadline goes under the budget: time spent waiting for the budget is not the vendor's.
         budget = RateBudget(
-            transport, requests=config.rate_limit_requests, window_s=config.rate_limit_window_s, sleep=sleep
+            DeadlineTransport(transport, config.timeout_s),
+            requests=config.rate_limit_requests,
+            window_s=config.rate_limit_window_s,
+            sleep=sleep,
         )
         retry = build_transport(
             RetryPolicy.from_config(config.retry), config.max_concurrency, budget, sleep=sleep

@@ -1,4 +1,5 @@
-"""RetryTransport, ConcurrencyLimit and build_transport over ``httpx.MockTransport`` handlers.
+"""RetryTransport, ConcurrencyLimit, DeadlineTransport and build_transport over ``httpx.MockTransport``
+handlers, and the deadline as each connector stacks it.
 
 No test sleeps for real in the retry path: ``RetryTransport`` takes a fake ``sleep`` that records waits.
 """
@@ -8,21 +9,31 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 
+from canonical.errors import UpstreamTimeout
 from subgraphs.common.config import RetryConfig
 from subgraphs.common.transport import (
     IDEMPOTENT,
     ConcurrencyLimit,
+    DeadlineTransport,
     RetryPolicy,
     RetryTransport,
     build_transport,
     parse_retry_after,
 )
+from subgraphs.crm.client import CrmClient
+from subgraphs.crm.config import CrmConfig
+from subgraphs.erp.client import ErpClient
+from subgraphs.erp.config import ErpConfig
+from subgraphs.psa.client import PsaClient
+from subgraphs.psa.config import PsaConfig
 
 URL = "https://vendor.example/v2/things"
 
@@ -82,9 +93,19 @@ def salesforce_is_limit(response: httpx.Response) -> bool:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, None), ("", None), ("   ", None), ("soon", None), ("Mon, 99 Foo 2026", None), ("0", 0.0),
-     ("7", 7.0), (" 12 ", 12.0), ("1.5", 1.5), ("-5", 0.0),
-     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],  # the last: a date in the past
+    [
+        (None, None),
+        ("", None),
+        ("   ", None),
+        ("soon", None),
+        ("Mon, 99 Foo 2026", None),
+        ("0", 0.0),
+        ("7", 7.0),
+        (" 12 ", 12.0),
+        ("1.5", 1.5),
+        ("-5", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],  # the last: a date in the past
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value) == expected
@@ -274,8 +295,9 @@ async def test_budget_counts_time_spent_in_the_inner_transport() -> None:
         await asyncio.sleep(0.03)
         return httpx.Response(503, headers={"Retry-After": "0"})
 
-    transport = RetryTransport(httpx.MockTransport(handler), RetryPolicy(attempts=100, budget_s=0.1),
-                               sleep=FakeSleep())
+    transport = RetryTransport(
+        httpx.MockTransport(handler), RetryPolicy(attempts=100, budget_s=0.1), sleep=FakeSleep()
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.get(URL)
     assert response.status_code == 503
@@ -432,16 +454,22 @@ async def test_limit_403_honours_retry_after_and_the_attempt_limit() -> None:
 async def test_on_retry_hook_and_stats() -> None:
     seen: list[tuple[str, str, float]] = []
     sleep = FakeSleep()
-    script = Script([limited("1"), httpx.Response(503, headers={"Retry-After": "2"}),
-                     httpx.ConnectError("x"), 200])
+    script = Script(
+        [limited("1"), httpx.Response(503, headers={"Retry-After": "2"}), httpx.ConnectError("x"), 200]
+    )
     client, transport = make_client(
-        script, RetryPolicy(backoff_initial_s=0.5, jitter=0), sleep=sleep,
+        script,
+        RetryPolicy(backoff_initial_s=0.5, jitter=0),
+        sleep=sleep,
         on_retry=lambda request, reason, wait: seen.append((request.url.path, reason, wait)),
     )
     async with client:
         assert (await client.get(URL)).status_code == 200
-    assert seen == [("/v2/things", "status 429", 1.0), ("/v2/things", "status 503", 2.0),
-                    ("/v2/things", "ConnectError", 2.0)]
+    assert seen == [
+        ("/v2/things", "status 429", 1.0),
+        ("/v2/things", "status 503", 2.0),
+        ("/v2/things", "ConnectError", 2.0),
+    ]
     assert sleep.waits == [1.0, 2.0, 2.0]
     assert transport.stats.retries == 3
     assert transport.stats.limit_waits == 1
@@ -462,9 +490,11 @@ class TrackedStream(httpx.AsyncByteStream):
 
 async def test_discarded_responses_are_closed() -> None:
     streams = [TrackedStream(b"busy"), TrackedStream(b"busy"), TrackedStream(b"ok")]
-    responses = [httpx.Response(503, headers={"Retry-After": "0"}, stream=streams[0]),
-                 httpx.Response(429, headers={"Retry-After": "0"}, stream=streams[1]),
-                 httpx.Response(200, stream=streams[2])]
+    responses = [
+        httpx.Response(503, headers={"Retry-After": "0"}, stream=streams[0]),
+        httpx.Response(429, headers={"Retry-After": "0"}, stream=streams[1]),
+        httpx.Response(200, stream=streams[2]),
+    ]
     transport = RetryTransport(httpx.MockTransport(Script(responses)), RetryPolicy(), sleep=FakeSleep())
     response = await transport.handle_async_request(httpx.Request("GET", URL))
     assert streams[0].closed
@@ -571,9 +601,15 @@ async def test_build_transport_frees_the_slot_while_a_retry_waits() -> None:
         await asyncio.sleep(0.05)  # long enough for "b" to pass through the single slot
 
     hooks: list[str] = []
-    transport = build_transport(RetryPolicy(), 1, httpx.MockTransport(handler), sleep=slow_sleep,
-                                on_retry=lambda request, reason, wait: hooks.append(reason))
+    transport = build_transport(
+        RetryPolicy(),
+        1,
+        httpx.MockTransport(handler),
+        sleep=slow_sleep,
+        on_retry=lambda request, reason, wait: hooks.append(reason),
+    )
     async with httpx.AsyncClient(transport=transport) as client:
+
         async def b_later() -> httpx.Response:
             await asyncio.sleep(0.01)
             return await client.get(URL, params={"who": "b"})
@@ -593,3 +629,96 @@ async def test_build_transport_defaults_to_a_pooled_http_transport() -> None:
         assert isinstance(transport.inner.inner, httpx.AsyncHTTPTransport)
     finally:
         await transport.aclose()
+
+
+# -- per-attempt deadline ------------------------------------------------------------------------
+
+
+def sleeping(seconds: float) -> Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(seconds)
+        return httpx.Response(200, json={"slept": seconds})
+
+    return handler
+
+
+async def test_deadline_turns_a_hang_into_a_read_timeout() -> None:
+    deadline = DeadlineTransport(httpx.MockTransport(sleeping(5)), 0.05)
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout, match=r"no response within 0.05s") as caught:
+        await deadline.handle_async_request(httpx.Request("GET", URL))
+    assert time.monotonic() - started < 1
+    assert caught.value.request.url == URL
+
+
+async def test_deadline_lets_a_fast_answer_through() -> None:
+    async with httpx.AsyncClient(transport=DeadlineTransport(httpx.MockTransport(sleeping(0)), 1)) as client:
+        assert (await client.get(URL)).json() == {"slept": 0}
+
+
+async def test_deadline_covers_a_trickling_body_and_closes_it() -> None:
+    class Trickle(TrackedStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"a"
+            await asyncio.sleep(5)
+            yield b"b"
+
+    stream = Trickle(b"")
+    deadline = DeadlineTransport(httpx.MockTransport(lambda r: httpx.Response(200, stream=stream)), 0.05)
+    with pytest.raises(httpx.ReadTimeout):
+        await deadline.handle_async_request(httpx.Request("GET", URL))
+    assert stream.closed
+
+
+@pytest.mark.parametrize("bad", [0, -1.0])
+def test_deadline_must_be_positive(bad: float) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        DeadlineTransport(httpx.MockTransport(sleeping(0)), bad)
+
+
+async def test_build_transport_puts_the_deadline_under_the_cap_per_attempt() -> None:
+    calls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(5 if calls == 1 else 0.03)  # the first attempt hangs, later ones are quick
+        return httpx.Response(200)
+
+    transport = build_transport(
+        RetryPolicy(jitter=0), 1, httpx.MockTransport(handler), timeout_s=0.1, sleep=FakeSleep()
+    )
+    assert isinstance(transport.inner, ConcurrencyLimit)
+    assert isinstance(transport.inner.inner, DeadlineTransport)
+    async with httpx.AsyncClient(transport=transport) as client:
+        # Four requests through one slot: each attempt is quick, the last waits ~0.1 s for the slot.
+        responses = await asyncio.gather(*(client.get(URL) for _ in range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert transport.stats.retries == 1  # only the hung first attempt
+
+
+def connector(kind: str, timeout_s: float, transport: httpx.AsyncBaseTransport, **extra: Any) -> Any:
+    retry = RetryConfig(attempts=1)
+    if kind == "crm":
+        return CrmClient.from_config(CrmConfig(timeout_s=timeout_s, retry=retry, **extra), transport)
+    if kind == "erp":
+        return ErpClient.from_config(ErpConfig(timeout_s=timeout_s, retry=retry, **extra), transport)
+    return PsaClient.from_config(PsaConfig(timeout_s=timeout_s, retry=retry, **extra), transport)
+
+
+@pytest.mark.parametrize("kind", ["crm", "erp", "psa"])
+async def test_every_connector_times_out_a_hanging_injected_transport(kind: str) -> None:
+    client = connector(kind, 0.05, httpx.MockTransport(sleeping(5)))
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await client.ping()
+    assert time.monotonic() - started < 1
+    await client.aclose()
+
+
+async def test_psa_rate_budget_waits_do_not_count_against_the_deadline() -> None:
+    transport = httpx.MockTransport(sleeping(0))
+    async with connector("psa", 0.1, transport, rate_limit_requests=1, rate_limit_window_s=0.2) as psa:
+        for _ in range(2):  # the second call waits ~0.2 s for the budget, longer than the deadline
+            assert await psa.ping()
+    assert psa.budget.stats.waits == 1
