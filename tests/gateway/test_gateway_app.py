@@ -76,12 +76,10 @@ async def test_gateway_error_keeps_its_status_and_code(settings: Settings, serve
     assert error["correlationId"] == response.headers[HEADER]
 
 
-async def test_graphql_placeholder_answers(settings: Settings, serve: Any) -> None:
+async def test_graphiql_is_served_in_development(settings: Settings, serve: Any) -> None:
+    # Executing queries needs a token: tests/gateway/test_graphql_endpoint.py covers that.
     async with serve(create_app(settings)) as client:
-        response = await client.post("/graphql", json={"query": "{ health }"})
         ide = await client.get("/graphql", headers={"accept": "text/html"})
-    assert response.status_code == 200
-    assert response.json()["data"] == {"health": "ok"}
     assert ide.status_code == 200
     assert "graphiql" in ide.text.lower()
 

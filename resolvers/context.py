@@ -1,0 +1,68 @@
+"""The per-request context every resolver receives as ``info.context``.
+
+The gateway builds one per HTTP request or WebSocket operation (its GraphQL view's ``get_context``)::
+
+    context = build_context(principal=principal, crm=crm, psa=psa, erp=erp,
+                            sessionmaker=sessionmaker, correlation_id=request_id)
+    result = await schema.execute(query, context_value=context)
+
+Clients and the sessionmaker are long-lived and shared; the ``Loaders`` are new every time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.types import Info as StrawberryInfo
+
+from canonical.analytics import HealthThresholds
+from canonical.principal import Principal
+from resolvers.loaders import Loaders
+from subgraphs.crm.client import CrmClient
+from subgraphs.erp.client import ErpClient
+from subgraphs.psa.client import PsaClient
+
+
+@dataclass
+class Context:
+    principal: Principal
+    crm: CrmClient
+    psa: PsaClient
+    erp: ErpClient
+    sessionmaker: async_sessionmaker[AsyncSession]
+    loaders: Loaders
+    correlation_id: str
+    as_of: date
+    thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+
+
+Info = StrawberryInfo[Context, None]
+
+
+def build_context(
+    *,
+    principal: Principal,
+    crm: CrmClient,
+    psa: PsaClient,
+    erp: ErpClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    correlation_id: str | None = None,
+    as_of: date | None = None,
+    thresholds: HealthThresholds | None = None,
+) -> Context:
+    """A context with fresh loaders. ``as_of`` defaults to today: the date aging and DSO count from."""
+    day = as_of or date.today()
+    return Context(
+        principal=principal,
+        crm=crm,
+        psa=psa,
+        erp=erp,
+        sessionmaker=sessionmaker,
+        loaders=Loaders(crm, psa, erp, sessionmaker, as_of=day),
+        correlation_id=correlation_id or uuid.uuid4().hex,
+        as_of=day,
+        thresholds=thresholds or HealthThresholds(),
+    )

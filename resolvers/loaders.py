@@ -1,0 +1,253 @@
+"""Per-request DataLoaders: one per (system, entity, access path), each batch one connector call.
+
+Built fresh for every request by ``build_context`` — a loader caches what it loaded, so sharing one
+between requests would leak one caller's rows to another. Keys are the owning system's ids (strings for
+the CRM and ERP, integers for the PSA) or canonical ids for the store's cross-references.
+
+    loaders = Loaders(crm, psa, erp, sessionmaker, as_of=date(2026, 11, 27))
+    totals = await loaders.erp_invoice_totals.load("1042")     # one SuiteQL per chunk of 1000 customers
+
+Access paths that have no ids to batch on (whole lists) are loaders keyed by the filter, so two aliases
+asking for the same list still cost one upstream read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any, TypeVar
+
+from aiodataloader import DataLoader
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from canonical.entities import Account, Invoice, Opportunity, OpportunityLine, Project, TimeEntry
+from canonical.errors import MappingInvalid
+from store.repositories.xrefs import CrossReferenceRepo
+from subgraphs.crm.client import CrmClient
+from subgraphs.crm.loaders import load_accounts, load_opportunity_lines
+from subgraphs.crm.mapping import account_from_wire, opportunity_from_wire
+from subgraphs.crm.wire import OPPORTUNITY_FIELDS, AccountRecord, OpportunityRecord
+from subgraphs.erp.client import ErpClient
+from subgraphs.erp.loaders import (
+    customers_loader,
+    invoice_totals_loader,
+    invoices_by_customer_loader,
+    jobs_loader,
+)
+from subgraphs.erp.mapping import invoice_from_record, project_from_job
+from subgraphs.erp.queries import INVOICE_COLUMNS, JOB_COLUMNS, InvoiceTotals
+from subgraphs.erp.wire import decimal, ref_id, sql_ids
+from subgraphs.psa.client import PsaClient
+from subgraphs.psa.loaders import load_time_entries_by_project
+from subgraphs.psa.mapping import PsaIds, time_entry_to_canonical
+from subgraphs.psa.wire import WireProject, WireTimeEntry
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+#: Up to this many PSA clients, time is read per client; beyond, the firm's whole time list (paged at
+#: 2000) is cheaper and its cost does not grow with the number of accounts asked for.
+PER_CLIENT_THRESHOLD = 4
+DSO_WINDOW_DAYS = 90
+
+
+@dataclass(frozen=True)
+class BillingWindow:
+    """ERP figures ``invoice_totals`` lacks: billing in the DSO window and credit memos, per customer."""
+
+    billed_in_window: Decimal
+    credited: Decimal
+
+
+def _loader(batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
+    async def load(keys: Sequence[K]) -> list[V]:
+        return await batch(list(keys))
+
+    return DataLoader(load)
+
+
+def _mapped(records: list[AccountRecord]) -> list[Account]:
+    accounts: list[Account] = []
+    for record in records:
+        try:
+            accounts.append(account_from_wire(record))
+        except MappingInvalid:
+            continue  # a CRM account without master data has no place in the graph yet
+    return accounts
+
+
+class Loaders:
+    """All DataLoaders of one request."""
+
+    def __init__(
+        self,
+        crm: CrmClient,
+        psa: PsaClient,
+        erp: ErpClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        as_of: date,
+    ) -> None:
+        self.crm, self.psa, self.erp, self.sessionmaker, self.as_of = crm, psa, erp, sessionmaker, as_of
+        self.psa_ids = PsaIds()
+        self._client_of: dict[str, int] = {}  # time entry canonical id → PSA client id
+        self._psa_project_of: dict[str, int] = {}  # time entry canonical id → PSA project id
+        # store: canonical id → system id, and back
+        self.xref_to_system: dict[str, DataLoader[str, str | None]] = {
+            system: _loader(partial(self._system_ids, system)) for system in ("crm", "erp", "psa")
+        }
+        self.xref_to_canonical: dict[str, DataLoader[str, str | None]] = {
+            system: _loader(partial(self._canonical_ids, system)) for system in ("crm", "erp", "psa")
+        }
+        # CRM
+        self.crm_accounts: DataLoader[str, Any] = DataLoader(partial(load_accounts, crm))
+        self.crm_account_list: DataLoader[str, list[Account]] = _loader(self._account_lists)
+        self.crm_opportunities_by_account: DataLoader[str, list[Opportunity]] = _loader(
+            self._opportunities_by_account
+        )
+        self.crm_opportunity_lines: DataLoader[str, tuple[OpportunityLine, ...]] = DataLoader(
+            partial(load_opportunity_lines, crm)
+        )
+        # ERP
+        self.erp_customers: DataLoader[str, Account | None] = _loader(customers_loader(erp))
+        self.erp_jobs: DataLoader[str, Project | None] = _loader(jobs_loader(erp))
+        self.erp_invoices_by_customer: DataLoader[str, list[Invoice]] = _loader(
+            invoices_by_customer_loader(erp)
+        )
+        self.erp_invoice_totals: DataLoader[str, list[InvoiceTotals]] = _loader(
+            invoice_totals_loader(erp, as_of)
+        )
+        self.erp_billing_window: DataLoader[str, BillingWindow] = _loader(self._billing_window)
+        self.erp_job_list: DataLoader[str, list[tuple[Project, str | None]]] = _loader(self._job_lists)
+        self.erp_invoice_list: DataLoader[str, list[tuple[Invoice, str | None]]] = _loader(
+            self._invoice_lists
+        )
+        # PSA
+        self.psa_time_by_client: DataLoader[int, list[TimeEntry]] = _loader(self._time_by_client)
+        self.psa_all_time: DataLoader[str, list[TimeEntry]] = _loader(self._all_time)
+        self.psa_time_by_project: DataLoader[int, list[TimeEntry]] = DataLoader(
+            partial(load_time_entries_by_project, psa, self.psa_ids)
+        )
+        self.psa_project_list: DataLoader[str, dict[str, WireProject]] = _loader(self._psa_projects)
+
+    # -- store -----------------------------------------------------------------------------------------
+    async def _system_ids(self, system: str, keys: list[str]) -> list[str | None]:
+        async with self.sessionmaker() as session:
+            found = await CrossReferenceRepo(session).system_ids_for(system, keys)
+        return [found.get(k) for k in keys]
+
+    async def _canonical_ids(self, system: str, keys: list[str]) -> list[str | None]:
+        async with self.sessionmaker() as session:
+            repo = CrossReferenceRepo(session)
+            # resolve_many filters on the entity type; the graph asks by system id alone, so go through
+            # every type this system links (a handful) in one session.
+            found: dict[str, str] = {}
+            for entity_type in ("Account", "Customer", "Client", "Project", "Invoice"):
+                found.update(await repo.resolve_many(system, entity_type, keys))
+        return [found.get(k) for k in keys]
+
+    # -- CRM -------------------------------------------------------------------------------------------
+    async def _account_lists(self, keys: list[str]) -> list[list[Account]]:
+        # Key: a legal entity code, or "*" for all. One SOQL (paged) per distinct key.
+        results = await asyncio.gather(
+            *(self.crm.accounts(legal_entity=None if k == "*" else k) for k in keys)
+        )
+        return [_mapped(records) for records in results]
+
+    async def _opportunities_by_account(self, keys: list[str]) -> list[list[Opportunity]]:
+        records: list[OpportunityRecord] = await self.crm.records_where_in(  # type: ignore[assignment]
+            "Opportunity", OPPORTUNITY_FIELDS, "AccountId", keys
+        )
+        grouped: dict[str, list[Opportunity]] = defaultdict(list)
+        for record in records:
+            try:
+                grouped[str(record["AccountId"])].append(opportunity_from_wire(record, []))
+            except MappingInvalid:
+                continue
+        return [grouped.get(k, []) for k in keys]
+
+    # -- ERP -------------------------------------------------------------------------------------------
+    async def _billing_window(self, keys: list[str]) -> list[BillingWindow]:
+        day = self.as_of.isoformat()
+        start = (self.as_of - timedelta(days=DSO_WINDOW_DAYS - 1)).isoformat()
+
+        def query(chunk: list[str]) -> str:
+            return (
+                "SELECT entity, "
+                f"SUM(CASE WHEN type = 'CustInvc' AND trandate >= '{start}' THEN foreigntotal ELSE 0 END) "
+                "AS windowbilled, "
+                "SUM(CASE WHEN type = 'CustCred' THEN foreigntotal ELSE 0 END) AS credited "
+                "FROM transaction WHERE type IN ('CustInvc', 'CustCred') "
+                f"AND trandate <= '{day}' AND entity IN ({sql_ids(chunk)}) GROUP BY entity ORDER BY entity"
+            )
+
+        rows = await self.erp._by_chunks(keys, query)
+        by_customer = {
+            str(r["entity"]): BillingWindow(
+                decimal(r, "windowbilled") or Decimal(0), decimal(r, "credited") or Decimal(0)
+            )
+            for r in rows
+        }
+        empty = BillingWindow(Decimal(0), Decimal(0))
+        return [by_customer.get(k, empty) for k in keys]
+
+    async def _job_lists(self, keys: list[str]) -> list[list[tuple[Project, str | None]]]:
+        """Every ERP job with its customer's internal id (the parent), one SuiteQL."""
+        rows, reference = await asyncio.gather(
+            self.erp.suiteql(f"SELECT {JOB_COLUMNS} FROM job ORDER BY id"), self.erp.reference_data()
+        )
+        projects = [(project_from_job(r, reference), ref_id(r, "parent")) for r in rows]
+        return [projects for _ in keys]
+
+    async def _invoice_lists(self, keys: list[str]) -> list[list[tuple[Invoice, str | None]]]:
+        rows, reference = await asyncio.gather(
+            self.erp.suiteql(
+                f"SELECT {INVOICE_COLUMNS} FROM transaction WHERE type = 'CustInvc' ORDER BY id"
+            ),
+            self.erp.reference_data(),
+        )
+        invoices = [(invoice_from_record(r, reference), ref_id(r, "entity")) for r in rows]
+        return [invoices for _ in keys]
+
+    # -- PSA -------------------------------------------------------------------------------------------
+    async def _time_by_client(self, keys: list[int]) -> list[list[TimeEntry]]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[int, list[WireTimeEntry]] = {k: [] for k in wanted}
+        if len(wanted) <= PER_CLIENT_THRESHOLD:
+
+            async def one(client_id: int) -> None:
+                async for page in self.psa.time_entries(client_id=client_id, to=self.as_of):
+                    found[client_id].extend(page)
+
+            await asyncio.gather(*(one(k) for k in wanted))
+        else:
+            grouped: dict[int, list[TimeEntry]] = defaultdict(list)
+            for entry in await self.psa_all_time.load("*"):
+                grouped[self._client_of[entry.id]].append(entry)
+            return [grouped.get(k, []) for k in keys]
+        return [[time_entry_to_canonical(e, self.psa_ids) for e in found[k]] for k in keys]
+
+    async def _all_time(self, keys: list[str]) -> list[list[TimeEntry]]:
+        """The firm's time up to ``as_of``: ⌈entries / 2000⌉ requests, however many accounts ask."""
+        entries: list[TimeEntry] = []
+        async for page in self.psa.time_entries(to=self.as_of):
+            for wire in page:
+                entry = time_entry_to_canonical(wire, self.psa_ids)
+                self._client_of[entry.id] = wire["client"]["id"]
+                self._psa_project_of[entry.id] = wire["project"]["id"]
+                entries.append(entry)
+        return [entries for _ in keys]
+
+    def psa_project_of(self, entry: TimeEntry) -> int | None:
+        return self._psa_project_of.get(entry.id)
+
+    async def _psa_projects(self, keys: list[str]) -> list[dict[str, WireProject]]:
+        by_code: dict[str, WireProject] = {}
+        async for page in self.psa.projects():
+            by_code.update((str(p["code"]), p) for p in page if p.get("code"))
+        return [by_code for _ in keys]

@@ -1,0 +1,1 @@
+"""Strawberry types of the engagement graph, one module per concept."""

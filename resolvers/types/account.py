@@ -1,0 +1,193 @@
+"""Account (CRM-introduced: its id is ``canonical_id("crm", "Account", <Salesforce Id>)``) and its health.
+
+Fields come from their owner: name, owner, industry and business line from the CRM; tax id from the ERP
+customer; receivables from ERP aggregates; margin from PSA time. ``legalEntity`` is read from the CRM's
+copy (``Legal_Entity__c``, kept in step by the write-back) because row visibility must be decided for
+the whole list before paging, without one ERP read per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from canonical import entities
+from canonical.enums import HealthStatus
+from resolvers import figures
+from resolvers.context import Context, Info
+from resolvers.permissions import financial
+from resolvers.types.money import Aging, MoneyType
+
+if TYPE_CHECKING:
+    from resolvers.types.pipeline import Opportunity
+    from resolvers.types.project import Project
+    from resolvers.types.receivables import Invoice
+
+strawberry.enum(HealthStatus)
+
+
+@strawberry.type
+class AccountHealth:
+    """Receivables, backlog, margin and DSO of one account as of the request's date, with a traffic light."""
+
+    keys: strawberry.Private[figures.AccountKeys]
+
+    @strawberry.field
+    async def billed_to_date(self, info: Info) -> MoneyType | None:
+        return MoneyType.of(await figures.billed_to_date(info.context, self.keys))
+
+    @strawberry.field
+    async def paid_to_date(self, info: Info) -> MoneyType | None:
+        return MoneyType.of(await figures.paid_to_date(info.context, self.keys))
+
+    @strawberry.field
+    async def open_receivables(self, info: Info) -> MoneyType | None:
+        return MoneyType.of((await figures.aging(info.context, self.keys)).total)
+
+    @strawberry.field
+    async def overdue(self, info: Info) -> MoneyType | None:
+        return MoneyType.of((await figures.aging(info.context, self.keys)).overdue)
+
+    @strawberry.field
+    async def aging(self, info: Info) -> Aging | None:
+        return Aging.of(await figures.aging(info.context, self.keys))
+
+    @strawberry.field
+    async def backlog(self, info: Info) -> MoneyType | None:
+        return MoneyType.of(await figures.backlog(info.context, self.keys))
+
+    @financial(description="(revenue − cost) / revenue × 100 over the account's time; null without revenue")
+    async def margin_percent(self, info: Info) -> Decimal | None:
+        return figures.percent(await figures.margin(info.context, self.keys))
+
+    @strawberry.field(description="Days sales outstanding over the last 90 days")
+    async def dso(self, info: Info) -> Decimal | None:
+        return await figures.dso(info.context, self.keys)
+
+    @strawberry.field
+    async def status(self, info: Info) -> HealthStatus | None:
+        return (await figures.health(info.context, self.keys)).status
+
+    @strawberry.field
+    async def reasons(self, info: Info) -> list[str] | None:
+        return list((await figures.health(info.context, self.keys)).reasons)
+
+
+@strawberry.federation.type(keys=["id"])
+class Account:
+    id: strawberry.ID
+    name: str
+    legal_entity: str
+    currency: str
+    account_number: str | None
+    industry: str | None
+    business_line: str | None
+    owner: str | None
+    crm_id: str | None
+    entity: strawberry.Private[entities.Account]
+
+    @classmethod
+    def of(cls, account: entities.Account) -> Account:
+        return cls(
+            id=strawberry.ID(account.id),
+            name=account.name,
+            legal_entity=account.legal_entity,
+            currency=account.currency,
+            account_number=account.account_number,
+            industry=account.industry,
+            business_line=account.business_line,
+            owner=account.owner,
+            crm_id=account.crm_id,
+            entity=account,
+        )
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Account | None:
+        return await load_account(info.context, str(id))
+
+    async def keys(self, ctx: Context) -> figures.AccountKeys:
+        erp_id, psa_id = await asyncio.gather(self._erp_id(ctx), self._psa_id(ctx))
+        return figures.AccountKeys(self.entity.id, self.currency, self.crm_id, erp_id, psa_id)
+
+    async def _erp_id(self, ctx: Context) -> str | None:
+        linked = await ctx.loaders.xref_to_system["erp"].load(self.entity.id)
+        return linked or self.entity.erp_id
+
+    async def _psa_id(self, ctx: Context) -> str | None:
+        return await ctx.loaders.xref_to_system["psa"].load(self.entity.id)
+
+    @strawberry.field
+    async def erp_id(self, info: Info) -> str | None:
+        return await self._erp_id(info.context)
+
+    @strawberry.field
+    async def psa_id(self, info: Info) -> str | None:
+        return await self._psa_id(info.context)
+
+    @strawberry.field(description="Tax registration, from the ERP customer (the legal master)")
+    async def tax_id(self, info: Info) -> str | None:
+        erp_id = await self._erp_id(info.context)
+        customer = await info.context.loaders.erp_customers.load(erp_id) if erp_id else None
+        return customer.tax_id if customer is not None else None
+
+    @strawberry.field
+    async def health(self, info: Info) -> AccountHealth:
+        return AccountHealth(keys=await self.keys(info.context))
+
+    @strawberry.field
+    async def opportunities(
+        self, info: Info
+    ) -> list[Annotated[Opportunity, strawberry.lazy("resolvers.types.pipeline")]]:
+        from resolvers.types.pipeline import Opportunity
+
+        if self.crm_id is None:
+            return []
+        found = await info.context.loaders.crm_opportunities_by_account.load(self.crm_id)
+        return [Opportunity.of(o, account_id=self.entity.id) for o in found]
+
+    @strawberry.field
+    async def invoices(
+        self, info: Info
+    ) -> list[Annotated[Invoice, strawberry.lazy("resolvers.types.receivables")]]:
+        from resolvers.types.receivables import Invoice
+
+        erp_id = await self._erp_id(info.context)
+        if erp_id is None:
+            return []
+        found = await info.context.loaders.erp_invoices_by_customer.load(erp_id)
+        return [Invoice.of(i, erp_id) for i in found]
+
+    @strawberry.field
+    async def projects(
+        self, info: Info
+    ) -> list[Annotated[Project, strawberry.lazy("resolvers.types.project")]]:
+        from resolvers.types.project import Project, project_rows
+
+        erp_id = await self._erp_id(info.context)
+        if erp_id is None:
+            return []
+        return [Project.of(p, parent) for p, parent in await project_rows(info.context) if parent == erp_id]
+
+
+async def load_account(ctx: Context, canonical_id: str) -> Account | None:
+    """By canonical id; None when unknown or in a legal entity the caller may not see."""
+    crm_id = await ctx.loaders.xref_to_system["crm"].load(canonical_id)
+    if crm_id is None:
+        return None
+    found = await ctx.loaders.crm_accounts.load(crm_id)
+    if not isinstance(found, entities.Account) or not ctx.principal.can_see_entity(found.legal_entity):
+        return None
+    return Account.of(found)
+
+
+async def account_for_erp_customer(ctx: Context, erp_customer_id: str | None) -> Account | None:
+    if erp_customer_id is None:
+        return None
+    canonical_id = await ctx.loaders.xref_to_canonical["erp"].load(erp_customer_id)
+    return await load_account(ctx, canonical_id) if canonical_id else None
+
+
+__all__ = ["Account", "AccountHealth", "HealthStatus", "load_account"]

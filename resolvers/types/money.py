@@ -1,0 +1,50 @@
+"""Money and receivables aging as the graph shows them: amounts are decimal strings, never floats."""
+
+from __future__ import annotations
+
+import strawberry
+
+from canonical import analytics
+from canonical.money import Money as CanonicalMoney
+
+
+@strawberry.type(name="Money")
+class MoneyType:
+    amount: str = strawberry.field(description='Decimal amount as a string, e.g. "1250.00"')
+    currency: str = strawberry.field(description="ISO 4217 code")
+
+    @classmethod
+    def of(cls, money: CanonicalMoney | None) -> MoneyType | None:
+        if money is None:
+            return None
+        return cls(amount=f"{money.rounded().amount:f}", currency=money.currency)
+
+    @classmethod
+    def required(cls, money: CanonicalMoney) -> MoneyType:
+        return cls(amount=f"{money.rounded().amount:f}", currency=money.currency)
+
+
+@strawberry.type
+class Aging:
+    """Open receivables by days past due; the buckets sum to ``total``."""
+
+    current: MoneyType
+    days_1_to_30: MoneyType
+    days_31_to_60: MoneyType
+    days_61_to_90: MoneyType
+    over_90: MoneyType
+    overdue: MoneyType
+    total: MoneyType
+
+    @classmethod
+    def of(cls, aging: analytics.Aging) -> Aging:
+        m = MoneyType.required
+        return cls(
+            current=m(aging.current),
+            days_1_to_30=m(aging.days_1_30),
+            days_31_to_60=m(aging.days_31_60),
+            days_61_to_90=m(aging.days_61_90),
+            over_90=m(aging.over_90),
+            overdue=m(aging.overdue),
+            total=m(aging.total),
+        )
