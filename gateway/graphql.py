@@ -1,19 +1,271 @@
-"""The ``/graphql`` endpoint: the schema from ``resolvers`` served by Strawberry's ASGI app.
+"""The ``/graphql`` endpoint: the engagement graph of ``resolvers`` served by Strawberry's ASGI view.
 
-The engagement graph plugs in here — subclass ``GraphQL`` and override ``get_context`` to build the
-per-request ``Context`` (principal, loaders, correlation id) from ``get_runtime(request)``.
+What the gateway adds around Strawberry, in the order a request meets it:
+
+1. GET that asks for HTML → GraphiQL (development only; production answers 404). The page itself needs
+   no token; every operation it runs does.
+2. Body larger than ``P2C_GRAPHQL_MAX_BODY_BYTES`` → 413, before any of it is parsed.
+3. ``Authorization: Bearer <jwt>`` → ``Principal`` through the runtime's one ``Authenticator``; missing or
+   bad → 401 with ``WWW-Authenticate``.
+4. A per-request ``resolvers.context.Context`` (fresh loaders), then execution — all of it under
+   ``P2C_GRAPHQL_TIMEOUT_S`` (→ 504, code ``TIMEOUT``).
+
+Every refusal is GraphQL-shaped JSON, never a trace::
+
+    {"errors": [{"message": "token expired",
+                 "extensions": {"code": "UNAUTHENTICATED", "correlationId": "..."}}]}
+
+Errors inside an executed operation keep the code the graph gave them; one without a code gets one here
+(``GRAPHQL_PARSE_FAILED``, ``GRAPHQL_VALIDATION_FAILED``), and an unexpected exception is masked as
+``INTERNAL`` and logged for the operator.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Literal, cast
 
+from cross_web import HTTPException as StrawberryHTTPException
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
+from canonical.errors import GatewayError, Unauthenticated, UpstreamUnavailable
+from canonical.principal import Principal
+from gateway.correlation import current_correlation_id, new_correlation_id, scope_correlation_id
+from gateway.logs import get_logger
+from gateway.runtime import Runtime, get_runtime
 from gateway.settings import Settings
+from gateway.types import SYSTEMS, Message, Receive, Scope, Send
+from resolvers.context import Context, build_context
 from resolvers.schema import build_schema
+from subgraphs.crm.client import CrmClient
+from subgraphs.erp.client import ErpClient
+from subgraphs.psa.client import PsaClient
+
+log = get_logger("gateway.graphql")
+
+_PRINCIPAL = "p2c.principal"  # request scope state key, set for WebSocket connections
+_REALM = 'realm="p2c-gateway"'
+_HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
-def graphql_app(settings: Settings) -> GraphQL[None, None]:
-    ide: Literal["graphiql"] | None = "graphiql" if settings.mode == "development" else None
-    return GraphQL(build_schema(), graphql_ide=ide)
+class PayloadTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+        self.limit = limit
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's view with the gateway's authentication, context, limits and error shape."""
+
+    def __init__(self, settings: Settings) -> None:
+        ide: Literal["graphiql"] | None = "graphiql" if settings.mode == "development" else None
+        # Built once per app: schema construction walks every type and is not per-request work.
+        super().__init__(
+            build_schema(production=settings.mode == "production"),
+            graphql_ide=ide,
+            multipart_uploads_enabled=False,
+        )
+        self.timeout_s = settings.graphql_timeout_s
+        self.max_body_bytes = settings.graphql_max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":  # pragma: no cover - the router sends only http and websocket here
+            await super().__call__(scope, receive, send)
+            return
+        response = await self._respond(Request(scope, receive))
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        if self.should_render_graphql_ide(self.request_adapter_class(request)):
+            if self.graphql_ide:
+                return await self.render_graphql_ide(request)
+            return error_response(request, 404, "NOT_FOUND", "not found")
+        # The deadline covers reading the body too: a client trickling bytes holds nothing for long.
+        timeout = asyncio.timeout(self.timeout_s)
+        try:
+            async with timeout:
+                body = await read_body(request, self.max_body_bytes)
+                request = Request(request.scope, replay(body, request.receive))
+                runtime = get_runtime(request)
+                principal = await runtime.authenticator.authenticate(request.headers.get("authorization"))
+                context = self._context(runtime, principal, request)
+                return await self.run(request, context=context)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            log.warning("gateway.graphql.timeout", timeout_s=self.timeout_s)
+            return error_response(
+                request, 504, "TIMEOUT", f"the request took longer than {self.timeout_s:g} s and was stopped"
+            )
+        except PayloadTooLarge as exc:
+            return error_response(request, 413, "PAYLOAD_TOO_LARGE", str(exc))
+        except Unauthenticated as exc:
+            return unauthenticated_response(request, exc)
+        except GatewayError as exc:
+            if exc.http_status >= 500:
+                log.warning("gateway.graphql.error", code=exc.code, error=exc.message)
+            return error_response(request, exc.http_status, exc.code, exc.message, exc.extensions)
+        except StrawberryHTTPException as exc:
+            code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+            return error_response(request, exc.status_code, code, exc.reason)
+
+    def _context(self, runtime: Runtime, principal: Principal, connection: Request | WebSocket) -> Context:
+        clients: dict[str, object] = {}
+        for name in SYSTEMS:
+            try:
+                clients[name] = runtime.client(name)
+            except LookupError as exc:
+                raise UpstreamUnavailable(name, str(exc).removeprefix(f"{name}: ")) from None
+        return build_context(
+            principal=principal,
+            crm=cast(CrmClient, clients["crm"]),
+            psa=cast(PsaClient, clients["psa"]),
+            erp=cast(ErpClient, clients["erp"]),
+            sessionmaker=runtime.sessionmaker,
+            correlation_id=current_correlation_id() or scope_correlation_id(connection.scope),
+        )
+
+    # --- WebSocket (graphql-transport-ws) ---------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        try:
+            runtime = get_runtime(websocket)
+            principal = await runtime.authenticator.authenticate(websocket.headers.get("authorization"))
+        except GatewayError as exc:
+            log.info("gateway.graphql.ws.refused", code=exc.code, reason=exc.message)
+            # Closing before accepting answers the handshake with 403: no connection without a principal.
+            await websocket.close(code=1008)
+            return
+        scope.setdefault("state", {})[_PRINCIPAL] = principal
+        await super().__call__(scope, receive, send)
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        # HTTP requests get their context passed to ``run``; only WebSocket connections arrive here.
+        principal = request.scope.get("state", {}).get(_PRINCIPAL)
+        if not isinstance(principal, Principal):  # pragma: no cover - _websocket always sets it
+            raise Unauthenticated("missing bearer token")
+        return self._context(get_runtime(request), principal, request)
+
+    # --- results ----------------------------------------------------------------------------------
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        formatted = response.get("errors")
+        if result.errors and formatted:
+            response["errors"] = [
+                coded(error, cast(dict[str, Any], body))
+                for error, body in zip(result.errors, formatted, strict=True)
+            ]
+        return response
+
+
+# Strawberry's limit extensions and graphql-core's rules raise plain GraphQLErrors without a code; the
+# text is the only thing that tells them apart. Checked in order, first match wins.
+_VALIDATION_CODES: tuple[tuple[str, str], ...] = (
+    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
+    ("aliases found", "TOO_MANY_ALIASES"),
+    ("more than", "TOO_MANY_TOKENS"),  # "Document contains more than N tokens. Parsing aborted."
+    ("introspection has been disabled", "INTROSPECTION_DISABLED"),
+    ("Syntax Error", "GRAPHQL_PARSE_FAILED"),
+)
+
+
+def coded(error: GraphQLError, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (the formatted ``error``) with an ``extensions.code``.
+
+    The graph's own ``GatewayErrors`` extension already coded gateway errors and masked unexpected ones;
+    this names the rest — GraphQL's parse, validation and limit errors — and masks anything that still
+    slipped through (an unexpected exception must never reach a caller in words).
+    """
+    extensions = dict(body.get("extensions") or {})
+    if "code" in extensions:
+        return body
+    original = error.original_error
+    if original is not None and not isinstance(original, GatewayError | GraphQLError):
+        log.error("gateway.graphql.unmasked", error=type(original).__name__)
+        return {**body, "message": "Unexpected error.", "extensions": {"code": "INTERNAL"}}
+    if error.path is not None:
+        code = "INTERNAL"  # an execution error with no cause we know, e.g. null for a non-null field
+    else:
+        code = next(
+            (code for marker, code in _VALIDATION_CODES if marker in error.message),
+            "GRAPHQL_VALIDATION_FAILED",
+        )
+    extensions["code"] = code
+    return {**body, "extensions": extensions}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or ``PayloadTooLarge`` as soon as it (or its declared length) passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``body`` once, then defers to the server (for disconnects)."""
+    sent = False
+
+    async def receive_again() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_again
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    extensions: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    correlation_id = scope_correlation_id(request.scope) or current_correlation_id() or new_correlation_id()
+    error = {
+        "message": message,
+        "extensions": {**(extensions or {}), "code": code, "correlationId": correlation_id},
+    }
+    return JSONResponse({"errors": [error]}, status_code=status, headers=dict(headers or {}))
+
+
+def unauthenticated_response(request: Request, exc: Unauthenticated) -> JSONResponse:
+    # RFC 6750 §3: a request with no credentials gets the challenge alone; a bad token gets its error.
+    if request.headers.get("authorization"):
+        # A header value is latin-1 and the description sits inside quotes: keep it plain ASCII.
+        description = exc.message.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "/")
+        challenge = f'Bearer {_REALM}, error="invalid_token", error_description="{description}"'
+    else:
+        challenge = f"Bearer {_REALM}"
+    return error_response(
+        request, 401, exc.code, exc.message, exc.extensions, headers={"WWW-Authenticate": challenge}
+    )
+
+
+def graphql_app(settings: Settings) -> GraphQLView:
+    return GraphQLView(settings)
+
+
+__all__ = ["GraphQLView", "graphql_app"]

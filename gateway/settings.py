@@ -83,6 +83,8 @@ class Settings(BaseSettings):
         default=None, description="unset → console in development, json in production"
     )
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    graphql_timeout_s: float = Field(default=30, gt=0, description="whole /graphql request, auth included")
+    graphql_max_body_bytes: int = Field(default=1_000_000, gt=0)
 
     crm: CrmConfig = Field(default_factory=CrmConfig)
     psa: PsaConfig = Field(default_factory=PsaConfig)

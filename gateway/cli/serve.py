@@ -17,7 +17,9 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from canonical.errors import ConfigurationError
+from canonical.principal import ALL_ENTITIES, Role
 from gateway.app import create_app
+from gateway.auth import AuthConfig, mint_dev_token
 from gateway.cli._boundary import reported_errors
 from gateway.logs import configure_logging
 from gateway.runtime.startup import Preflight, preflight
@@ -95,6 +97,32 @@ def print_banner(settings: Settings, report: Preflight) -> None:
         else:
             where = config.base_url
         console.print(f"  {name:<9} {where}")
+    token = dev_token(settings)
+    if token is not None:
+        console.print("  token     finance, all legal entities, 8 h (mint others with `p2c token`):")
+        console.print(f"            {token}")
+        query = '{"query": "{ accounts(first: 5) { edges { node { id name } } } }"}'
+        console.print("  try       curl -s " + base + "/graphql -H 'content-type: application/json' \\")
+        console.print(f"              -H 'authorization: Bearer {token}' \\")
+        console.print(f"              -d '{query}'")
+
+
+def dev_token(settings: Settings) -> str | None:
+    """A finance token for every legal entity, signed with the development secret; None in production
+    or when tokens come from an identity provider (we cannot sign those)."""
+    if settings.mode != "development":
+        return None
+    config = AuthConfig.from_settings(settings)
+    if config.mode != "hs256" or config.secret is None:
+        return None
+    return mint_dev_token(
+        config.secret,
+        "dev-user",
+        [Role.FINANCE],
+        [ALL_ENTITIES],
+        audience=config.audience,
+        issuer=config.issuer,
+    )
 
 
 def _where(database_url: str) -> str:

@@ -6,7 +6,11 @@
     ├── sessionmaker    async_sessionmaker bound to it
     ├── systems         {"crm" | "psa" | "erp": SystemRuntime(client, sandbox, config, ...)}
     ├── mapping         the loaded mapping (shipped demo mapping unless P2C_MAPPING_PATH)
+    ├── authenticator   the one bearer-token Authenticator (it holds the JWKS cache)
     └── metrics         this app's Prometheus instruments
+
+In the embedded demo (all three systems on in-process sandboxes) start-up also runs backfill once, so the
+store holds the demo firm's cross-references the way a real firm's does after its first day.
 
 Request code reaches it with ``get_runtime(request)``, never through a module-level global.
 """
@@ -21,7 +25,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from gateway.auth import AuthConfig, Authenticator
 from gateway.metrics import Metrics
+from gateway.runtime.demo import backfill_demo
 from gateway.runtime.startup import load_mapping
 from gateway.runtime.systems import SystemClient, SystemRuntime, build_system
 from gateway.settings import Settings
@@ -37,6 +43,7 @@ class Runtime:
     systems: dict[SystemName, SystemRuntime]
     metrics: Metrics
     mapping: Any  # canonical.mapping's loaded mapping; None while that package is not installed
+    authenticator: Authenticator
 
     def client(self, name: SystemName) -> SystemClient:
         """The connector of ``name``; raises ``LookupError`` with the reason when there is none."""
@@ -51,6 +58,7 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Ru
     """Build everything a process needs and close it all, in reverse order, on exit."""
     async with AsyncExitStack() as stack:
         mapping = load_mapping(settings)
+        authenticator = Authenticator(AuthConfig.from_settings(settings))
         engine = make_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         systems: dict[SystemName, SystemRuntime] = {}
@@ -59,14 +67,18 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Ru
             if system.client is not None:
                 stack.push_async_callback(system.client.aclose)
             systems[name] = system
-        yield Runtime(
+        runtime = Runtime(
             settings=settings,
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
             systems=systems,
             metrics=metrics,
             mapping=mapping,
+            authenticator=authenticator,
         )
+        if all(system.embedded for system in systems.values()):
+            await backfill_demo(runtime)
+        yield runtime
 
 
 def get_runtime(connection: HTTPConnection) -> Runtime:
