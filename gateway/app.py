@@ -31,6 +31,7 @@ from gateway.runtime import Runtime, open_runtime
 from gateway.runtime.embedded import SandboxMount
 from gateway.settings import Settings, load_settings
 from gateway.types import SYSTEMS, SystemName
+from gateway.webhooks import webhook_routes
 
 log = get_logger("gateway.app")
 
@@ -78,6 +79,7 @@ def routes(settings: Settings, metrics: Metrics) -> list[BaseRoute]:
         WebSocketRoute("/graphql", graphql),
     ]
     # All three are mounted whatever the settings say; one not embedded answers 404.
+    table.extend(webhook_routes())
     table.extend(Mount(f"/sandbox/{name}", app=SandboxMount(name, _sandbox_of)) for name in SYSTEMS)
     return table
 

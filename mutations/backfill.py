@@ -42,16 +42,17 @@ import asyncio
 import re
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from canonical.errors import Conflict, UpstreamError
+from canonical.errors import UpstreamError
 from canonical.ids import step_key
 from mutations.identity import ACCOUNT, PROJECT, account_id_of, project_id_of
 from store.repositories import CrossReferenceRepo, ExceptionRepo, RunRepo
+from store.repositories.xrefs import XrefLink
 from subgraphs.crm.client import CrmClient
 from subgraphs.erp.client import ErpClient
 from subgraphs.erp.wire import ref_id, text
@@ -72,7 +73,6 @@ ACCOUNT_SOQL = (
 )
 CUSTOMER_SUITEQL = "SELECT id, externalid, entityid, accountnumber, vatregnumber FROM customer ORDER BY id"
 JOB_SUITEQL = "SELECT id, externalid, entityid, parent FROM job ORDER BY id"
-IN_CHUNK = 1_000  # ids per store IN (...) query: well under SQLite's and asyncpg's parameter limits
 BATCH_SIZE = 1_000
 
 Record = Mapping[str, Any]
@@ -99,6 +99,7 @@ class BackfillReport:
     exceptions_resolved: int = 0
     exceptions_still_open: int = 0  # raised by an earlier run, same reason now: left as they were
     duration_s: float = 0.0
+    phases_s: dict[str, float] = field(default_factory=dict)  # read, plan, links, exceptions
 
     @property
     def exceptions(self) -> int:
@@ -375,6 +376,7 @@ async def backfill(
         await runs.step(run.id, "read", read_key)
         await runs.begin_step(read_key)
     report = BackfillReport(run_id=run.id)
+    phase = time.perf_counter()
     try:
         snapshot = await _read(crm, psa, erp)
     except UpstreamError as exc:
@@ -388,7 +390,9 @@ async def backfill(
     async with sessionmaker.begin() as session:
         await RunRepo(session).step_succeeded(read_key, snapshot.counts())
 
+    phase = _lap(report, "read", phase)
     links, problems, solved = await _plan(snapshot, sessionmaker, report)
+    phase = _lap(report, "plan", phase)
     await _write(links, problems, solved, sessionmaker, report, run.id, correlation_id, batch_size)
 
     report.duration_s = round(time.perf_counter() - started, 3)
@@ -399,6 +403,12 @@ async def backfill(
         await runs.step_succeeded(write_key, report.as_dict())
         await runs.finish(run.id, "SUCCEEDED")
     return report
+
+
+def _lap(report: BackfillReport, name: str, since: float) -> float:
+    now = time.perf_counter()
+    report.phases_s[name] = round(now - since, 3)
+    return now
 
 
 async def _read(crm: CrmClient, psa: PsaClient, erp: ErpClient) -> _Snapshot:
@@ -446,8 +456,8 @@ async def _plan(
     project_ids = [project_id_of(j) for j in snap.jobs]
     async with sessionmaker() as session:
         xrefs = CrossReferenceRepo(session)
-        existing = {
-            system: await _chunked(xrefs.system_ids_for, system, account_ids + project_ids)
+        existing = {  # system_ids_for goes IN_CHUNK ids a query: a few dozen queries for 10,000 accounts
+            system: await xrefs.system_ids_for(system, account_ids + project_ids)
             for system in ("crm", "erp", "psa")
         }
 
@@ -510,15 +520,6 @@ async def _plan(
     return new_links, problems, solved
 
 
-async def _chunked(
-    lookup: Callable[[str, Sequence[str]], Awaitable[dict[str, str]]], system: str, ids: Sequence[str]
-) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for chunk in _chunks(ids, IN_CHUNK):
-        found.update(await lookup(system, chunk))
-    return found
-
-
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -534,6 +535,7 @@ async def _write(
     correlation_id: str | None,
     batch_size: int,
 ) -> None:
+    phase = time.perf_counter()
     async with sessionmaker() as session:
         active = await _active_exceptions(ExceptionRepo(session))
 
@@ -541,25 +543,17 @@ async def _write(
     for batch in _chunks(links, batch_size):
         async with sessionmaker.begin() as session:
             xrefs = CrossReferenceRepo(session)
-            for ln in batch:
-                if ln.subject is not None and ln.subject.problem is not None:
-                    continue  # an earlier link of the same match conflicted
-                try:
-                    created = await xrefs.link(ln.canonical_id, ln.entity_type, ln.system, ln.system_id)
-                except Conflict as exc:
-                    if ln.subject is None:
-                        problems.append(_link_conflict(ln, exc))
-                        report.link_conflicts += 1
-                        continue
-                    m = ln.subject
-                    m.detail["conflict"] = exc.message
-                    m.candidates = sorted({*m.candidates, ln.system_id})
-                    m.problem = MATCH_AMBIGUOUS
-                    problems.append(m)
-                    _count_conflict(report, m)
-                    continue
-                report.xrefs_created += created
+            for wave in _waves(batch):
+                # A match whose earlier link conflicted (this batch or an earlier one) links nothing more.
+                todo = [ln for ln in wave if ln.subject is None or ln.subject.problem is None]
+                outcome = await xrefs.link_many(
+                    [XrefLink(ln.canonical_id, ln.entity_type, ln.system, ln.system_id) for ln in todo]
+                )
+                report.xrefs_created += outcome.created
+                for conflict in outcome.conflicts:
+                    _conflicted(todo[conflict.index], conflict.message, problems, report)
 
+    phase = _lap(report, "links", phase)
     actions: list[tuple[str, Match]] = [("raise", m) for m in problems]
     actions += [("resolve", m) for m in solved if m.problem is None and (m.subject, m.step) in active]
     for batch_actions in _chunks(actions, batch_size):
@@ -587,15 +581,47 @@ async def _write(
                         legal_entity=m.detail.get("legal_entity"),
                     )
                     report.exceptions_opened += 1
+    _lap(report, "exceptions", phase)
 
 
-def _link_conflict(ln: _Link, exc: Conflict) -> Match:
+def _waves(batch: Sequence[_Link]) -> list[list[_Link]]:
+    """The batch in ``link_many`` calls, in order, such that no call holds two links of one match: wave
+    *k* holds each match's *k*-th link of the batch (and wave 0 every link no match asked for), so a
+    match's later link is written only once its earlier ones stood. Backfill's only two-link match is a
+    project's (ERP job, then PSA project): two calls per batch."""
+    waves: list[list[_Link]] = []
+    seen: dict[int, int] = defaultdict(int)
+    for ln in batch:
+        k = 0
+        if ln.subject is not None:
+            k = seen[id(ln.subject)]
+            seen[id(ln.subject)] += 1
+        if k == len(waves):
+            waves.append([])
+        waves[k].append(ln)
+    return waves
+
+
+def _conflicted(ln: _Link, message: str, problems: list[Match], report: BackfillReport) -> None:
+    if ln.subject is None:
+        problems.append(_link_conflict(ln, message))
+        report.link_conflicts += 1
+        return
+    m = ln.subject
+    m.detail["conflict"] = message
+    m.candidates = sorted({*m.candidates, ln.system_id})
+    m.problem = MATCH_AMBIGUOUS
+    problems.append(m)
+    _count_conflict(report, m)
+
+
+def _link_conflict(ln: _Link, message: str) -> Match:
     """A link no match asked for (a CRM account's own id, an ERP-only job) that the store contradicts."""
     return Match(
         f"{ln.system}:{ln.entity_type}:{ln.system_id}",
         "link",
         candidates=[ln.canonical_id],
-        detail={"conflict": exc.message, "canonical_id": ln.canonical_id},
+        detail={"conflict": message, "canonical_id": ln.canonical_id},
         problem=MATCH_AMBIGUOUS,
     )
 

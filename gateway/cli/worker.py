@@ -1,0 +1,67 @@
+"""``p2c worker``: run the pollers and work the queue (see ``gateway.worker``)::
+
+    p2c worker                          # until SIGTERM / Ctrl-C; the item in hand is finished first
+    p2c worker --once                   # one round of pollers, drain the queue, exit (cron, tests)
+    p2c worker --poll-interval 10 --lag 120
+
+Any number of workers may run against one PostgreSQL store: items are claimed with ``SKIP LOCKED``.
+Systems come from settings like the server's; a system without ``base_url`` is an in-process sandbox of
+*this* process, so a long-running worker is meant for real vendor URLs (or ``p2c sandbox`` ones).
+Exits 0 when it stopped cleanly, failed items or not (they are in the queue and the exception list);
+non-zero only when a system or the store cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from gateway.cli._boundary import reported_errors
+from gateway.logs import configure_logging
+from gateway.settings import load_settings
+from gateway.worker import WorkerReport, run_worker
+
+
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="drain the queue once and exit")] = False,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", min=0.1, help="seconds between poller rounds")
+    ] = 30.0,
+    lag: Annotated[
+        float, typer.Option("--lag", min=0.0, help="seconds each poll re-reads before its cursor")
+    ] = 60.0,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=500, help="items claimed at a time")] = 10,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="store URL (default: P2C_DATABASE_URL)")
+    ] = None,
+) -> None:
+    """Poll the systems that cannot call webhooks and run queued work (provisioning, ...)."""
+    with reported_errors():
+        overrides: dict[str, Any] = {"database_url": database_url} if database_url is not None else {}
+        settings = load_settings(complete=False, **overrides)
+        configure_logging(settings.log_level, settings.log_format or "console")
+        report = asyncio.run(
+            run_worker(
+                settings,
+                once=once,
+                poll_interval_s=poll_interval,
+                lag=timedelta(seconds=lag),
+                batch=batch,
+            )
+        )
+    typer.echo(summary(report))
+
+
+def summary(report: WorkerReport) -> str:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(report.by_kind.items())) or "nothing"
+    return (
+        f"worker: {report.done} done ({kinds}), {report.retried} to retry, {report.failed} failed, "
+        f"{report.polls} poll(s), {report.poll_errors} poll error(s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)

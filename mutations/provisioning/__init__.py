@@ -1,0 +1,1 @@
+"""Provisioning of a closed-won deal, in parts: plan, validate, steps, amend, options, result."""
