@@ -7,6 +7,12 @@ The gateway builds one per HTTP request or WebSocket operation (its GraphQL view
     result = await schema.execute(query, context_value=context)
 
 Clients and the sessionmaker are long-lived and shared; the ``Loaders`` are new every time.
+
+``batching=False`` is the naive resolver variant the read benchmark compares against: every loader is
+built with aiodataloader's ``batch=False``, so each key costs its own upstream call (per-request caching
+stays, so asking twice for one key still costs one call). Never use it to serve traffic::
+
+    naive = build_context(principal=p, crm=crm, psa=psa, erp=erp, sessionmaker=sm, batching=False)
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ def build_context(
     correlation_id: str | None = None,
     as_of: date | None = None,
     thresholds: HealthThresholds | None = None,
+    batching: bool = True,
 ) -> Context:
     """A context with fresh loaders. ``as_of`` defaults to today: the date aging and DSO count from."""
     day = as_of or date.today()
@@ -61,7 +68,7 @@ def build_context(
         psa=psa,
         erp=erp,
         sessionmaker=sessionmaker,
-        loaders=Loaders(crm, psa, erp, sessionmaker, as_of=day),
+        loaders=Loaders(crm, psa, erp, sessionmaker, as_of=day, batching=batching),
         correlation_id=correlation_id or uuid.uuid4().hex,
         as_of=day,
         thresholds=thresholds or HealthThresholds(),

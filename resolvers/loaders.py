@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.entities import Account, Invoice, Opportunity, OpportunityLine, Project, TimeEntry
 from canonical.errors import MappingInvalid
+from resolvers.delivery import DeliveryLoaders, make_loader
 from store.repositories.xrefs import CrossReferenceRepo
 from subgraphs.crm.client import CrmClient
 from subgraphs.crm.loaders import load_accounts, load_opportunity_lines
@@ -64,13 +65,6 @@ class BillingWindow:
     credited: Decimal
 
 
-def _loader(batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
-    async def load(keys: Sequence[K]) -> list[V]:
-        return await batch(list(keys))
-
-    return DataLoader(load)
-
-
 def _mapped(records: list[AccountRecord]) -> list[Account]:
     accounts: list[Account] = []
     for record in records:
@@ -92,9 +86,15 @@ class Loaders:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         as_of: date,
+        batching: bool = True,
     ) -> None:
         self.crm, self.psa, self.erp, self.sessionmaker, self.as_of = crm, psa, erp, sessionmaker, as_of
+        self.batching = batching
         self.psa_ids = PsaIds()
+
+        def _loader(batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
+            return make_loader(batch, batching)
+
         self._client_of: dict[str, int] = {}  # time entry canonical id → PSA client id
         self._psa_project_of: dict[str, int] = {}  # time entry canonical id → PSA project id
         # store: canonical id → system id, and back
@@ -105,19 +105,23 @@ class Loaders:
             system: _loader(partial(self._canonical_ids, system)) for system in ("crm", "erp", "psa")
         }
         # CRM
-        self.crm_accounts: DataLoader[str, Any] = DataLoader(partial(load_accounts, crm))
+        self.crm_accounts: DataLoader[str, Any] = DataLoader(partial(load_accounts, crm), batch=batching)
         self.crm_account_list: DataLoader[str, list[Account]] = _loader(self._account_lists)
         self.crm_opportunities_by_account: DataLoader[str, list[Opportunity]] = _loader(
             self._opportunities_by_account
         )
         self.crm_opportunity_lines: DataLoader[str, tuple[OpportunityLine, ...]] = DataLoader(
-            partial(load_opportunity_lines, crm)
+            partial(load_opportunity_lines, crm), batch=batching
         )
         # ERP
         self.erp_customers: DataLoader[str, Account | None] = _loader(customers_loader(erp))
         self.erp_jobs: DataLoader[str, Project | None] = _loader(jobs_loader(erp))
         self.erp_invoices_by_customer: DataLoader[str, list[Invoice]] = _loader(
             invoices_by_customer_loader(erp)
+        )
+        self.erp_invoices_by_job: DataLoader[str, list[Invoice]] = _loader(self._invoices_by_job)
+        self.erp_job_by_canonical_id: DataLoader[str, tuple[Project, str | None] | None] = _loader(
+            self._jobs_by_canonical_id
         )
         self.erp_invoice_totals: DataLoader[str, list[InvoiceTotals]] = _loader(
             invoice_totals_loader(erp, as_of)
@@ -131,9 +135,10 @@ class Loaders:
         self.psa_time_by_client: DataLoader[int, list[TimeEntry]] = _loader(self._time_by_client)
         self.psa_all_time: DataLoader[str, list[TimeEntry]] = _loader(self._all_time)
         self.psa_time_by_project: DataLoader[int, list[TimeEntry]] = DataLoader(
-            partial(load_time_entries_by_project, psa, self.psa_ids)
+            partial(load_time_entries_by_project, psa, self.psa_ids), batch=batching
         )
         self.psa_project_list: DataLoader[str, dict[str, WireProject]] = _loader(self._psa_projects)
+        self.delivery = DeliveryLoaders(psa, erp, sessionmaker, self.psa_ids, as_of=as_of, batching=batching)
 
     # -- store -----------------------------------------------------------------------------------------
     async def _system_ids(self, system: str, keys: list[str]) -> list[str | None]:
@@ -195,6 +200,25 @@ class Loaders:
         }
         empty = BillingWindow(Decimal(0), Decimal(0))
         return [by_customer.get(k, empty) for k in keys]
+
+    async def _invoices_by_job(self, keys: list[str]) -> list[list[Invoice]]:
+        rows, reference = await asyncio.gather(self.erp.invoices_by_job_ids(keys), self.erp.reference_data())
+        return [[invoice_from_record(r, reference) for r in rows.get(k, [])] for k in keys]
+
+    async def _jobs_by_canonical_id(self, keys: list[str]) -> list[tuple[Project, str | None] | None]:
+        """Linked in the store (day-one jobs) or carrying the id as external id (provisioned): one store
+        query and one SuiteQL for the whole batch."""
+        linked = await self.xref_to_system["erp"].load_many(keys)
+        rows, reference = await asyncio.gather(
+            self.erp.jobs_by_ids_or_external_ids([i for i in linked if i], keys), self.erp.reference_data()
+        )
+        found: dict[str, tuple[Project, str | None]] = {}
+        for r in rows:
+            project = project_from_job(r, reference)
+            found[str(r["id"])] = found[project.id] = (project, ref_id(r, "parent"))
+        return [
+            found.get(k) or (found.get(link) if link else None) for k, link in zip(keys, linked, strict=True)
+        ]
 
     async def _job_lists(self, keys: list[str]) -> list[list[tuple[Project, str | None]]]:
         """Every ERP job with its customer's internal id (the parent), one SuiteQL."""

@@ -22,6 +22,7 @@ from resolvers.permissions import financial
 from resolvers.types.money import Aging, MoneyType
 
 if TYPE_CHECKING:
+    from resolvers.types.contract import Contract
     from resolvers.types.pipeline import Opportunity
     from resolvers.types.project import Project
     from resolvers.types.receivables import Invoice
@@ -170,6 +171,21 @@ class Account:
         if erp_id is None:
             return []
         return [Project.of(p, parent) for p, parent in await project_rows(info.context) if parent == erp_id]
+
+    @strawberry.field(description="One contract per ERP job of the account (see Contract)")
+    async def contracts(
+        self, info: Info
+    ) -> list[Annotated[Contract, strawberry.lazy("resolvers.types.contract")]]:
+        from resolvers.types.contract import contract_of
+        from resolvers.types.project import project_rows
+
+        ctx = info.context
+        erp_id = await self._erp_id(ctx)
+        if erp_id is None:
+            return []
+        rows = [(p, parent) for p, parent in await project_rows(ctx) if parent == erp_id]
+        found = await asyncio.gather(*(contract_of(ctx, p, parent) for p, parent in rows))
+        return [c for c in found if c is not None]
 
 
 async def load_account(ctx: Context, canonical_id: str) -> Account | None:

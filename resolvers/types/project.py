@@ -19,12 +19,21 @@ from canonical.enums import ProjectStatus
 from canonical.money import Money
 from resolvers.context import Context, Info
 from resolvers.permissions import financial
+from resolvers.types.contract import (
+    Contract,
+    Milestone,
+    Task,
+    contract_of,
+    project_milestones,
+    project_tasks,
+)
 from resolvers.types.money import MoneyType
-from resolvers.types.time import TimeEntry
+from resolvers.types.time import Expense, TimeEntry, posting_statuses
 from subgraphs.psa.wire import WireProject
 
 if TYPE_CHECKING:
     from resolvers.types.account import Account
+    from resolvers.types.receivables import Invoice
 
 strawberry.enum(ProjectStatus)
 
@@ -50,28 +59,41 @@ async def project_time(ctx: Context, code: str | None) -> list[entities.TimeEntr
     return [e for e in entries if e.project_id == psa_project_id]
 
 
+async def project_currency(ctx: Context, project: entities.Project) -> str:
+    if project.budget is not None:
+        return project.budget.currency
+    wire = await psa_project(ctx, project.code)
+    return (wire["client"].get("currency") if wire else None) or "USD"
+
+
+async def project_budget(ctx: Context, project: entities.Project) -> Money:
+    if project.budget is not None:
+        return project.budget
+    wire = await psa_project(ctx, project.code)
+    amount = wire.get("cost_budget") if wire else None
+    return Money(
+        Decimal(repr(amount)) if amount is not None else Decimal(0), await project_currency(ctx, project)
+    )
+
+
+async def project_invoices(ctx: Context, project: entities.Project) -> list[entities.Invoice]:
+    """The job's invoices, one SuiteQL (``job IN``) per query level."""
+    return await ctx.loaders.erp_invoices_by_job.load(project.erp_id) if project.erp_id else []
+
+
 @strawberry.type
 class ProjectFinancials:
     project: strawberry.Private[entities.Project]
 
     async def _currency(self, ctx: Context) -> str:
-        wire = await psa_project(ctx, self.project.code)
-        if self.project.budget is not None:
-            return self.project.budget.currency
-        return (wire["client"].get("currency") if wire else None) or "USD"
+        return await project_currency(ctx, self.project)
 
     async def _budget(self, ctx: Context) -> Money:
-        if self.project.budget is not None:
-            return self.project.budget
-        wire = await psa_project(ctx, self.project.code)
-        amount = wire.get("cost_budget") if wire else None
-        return Money(Decimal(repr(amount)) if amount is not None else Decimal(0), await self._currency(ctx))
+        return await project_budget(ctx, self.project)
 
     async def _billed(self, ctx: Context) -> Money:
         currency = await self._currency(ctx)
-        invoices = [
-            i for i, _c in await ctx.loaders.erp_invoice_list.load("*") if i.project_id == self.project.id
-        ]
+        invoices = await project_invoices(ctx, self.project)
         return analytics.billed_to_date(invoices, currency, as_of=ctx.as_of)
 
     @strawberry.field
@@ -174,13 +196,50 @@ class Project:
     @strawberry.field
     async def time_entries(self, info: Info) -> list[TimeEntry]:
         entries = await project_time(info.context, self.code)
-        return [
-            TimeEntry.of(e, project_id=self.id) for e in sorted(entries, key=lambda e: (e.spent_date, e.id))
-        ]
+        ordered = sorted(entries, key=lambda e: (e.spent_date, e.id))
+        statuses = await posting_statuses(info.context, ordered)
+        return [TimeEntry.of(e, project_id=self.id, status=s) for e, s in zip(ordered, statuses, strict=True)]
+
+    @strawberry.field
+    async def contract(self, info: Info) -> Contract | None:
+        return await contract_of(info.context, self.entity, self.erp_customer_id)
+
+    @strawberry.field
+    async def tasks(self, info: Info) -> list[Task]:
+        return await project_tasks(info.context, self.erp_id, self.entity.id)
+
+    @strawberry.field
+    async def milestones(self, info: Info) -> list[Milestone]:
+        ctx = info.context
+        return await project_milestones(ctx, self.erp_id, await project_currency(ctx, self.entity))
+
+    @strawberry.field(description="Expenses recorded in the PSA, oldest first")
+    async def expenses(self, info: Info) -> list[Expense]:
+        ctx = info.context
+        wire = await psa_project(ctx, self.code)
+        if wire is None:
+            return []
+        found = (await ctx.loaders.delivery.expenses.load("*")).get(wire["id"], [])
+        return [Expense.of(x, project_id=self.id) for x in sorted(found, key=lambda x: (x.spent_date, x.id))]
+
+    @strawberry.field
+    async def invoices(
+        self, info: Info
+    ) -> list[Annotated[Invoice, strawberry.lazy("resolvers.types.receivables")]]:
+        from resolvers.types.receivables import Invoice
+
+        found = await project_invoices(info.context, self.entity)
+        return [Invoice.of(i, self.erp_customer_id) for i in found]
+
+
+async def load_project_row(ctx: Context, canonical_id: str) -> tuple[entities.Project, str | None] | None:
+    """One visible project by canonical id, batched: the store's link or the job's external id."""
+    row = await ctx.loaders.erp_job_by_canonical_id.load(canonical_id)
+    if row is None or not ctx.principal.visible([row], lambda r: r[0].legal_entity):
+        return None
+    return row
 
 
 async def load_project(ctx: Context, canonical_id: str) -> Project | None:
-    for project, parent in await project_rows(ctx):
-        if project.id == canonical_id:
-            return Project.of(project, parent)
-    return None
+    row = await load_project_row(ctx, canonical_id)
+    return Project.of(*row) if row is not None else None

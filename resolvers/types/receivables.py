@@ -10,14 +10,39 @@ import strawberry
 
 from canonical import entities
 from canonical.enums import InvoiceStatus, PaymentStatus
+from canonical.ids import canonical_id
 from resolvers.context import Context, Info
 from resolvers.types.money import MoneyType
+from subgraphs.erp.mapping import credit_memo_from_record, payment_from_record
+from subgraphs.erp.wire import Record, field, ref_id
 
 if TYPE_CHECKING:
     from resolvers.types.account import Account
 
 strawberry.enum(InvoiceStatus)
 strawberry.enum(PaymentStatus)
+
+
+async def _receipts(
+    ctx: Context, invoice: entities.Invoice, customer_id: str | None, kind: str
+) -> list[Record]:
+    """The records of ``kind`` (CustPymt / CustCred) of the customer applied to this invoice. An invoice
+    nothing was applied to (amount paid zero) needs no read; otherwise one SuiteQL per query level for
+    the customers' receipts, then the candidate records (dated on or after the invoice) for their
+    ``apply`` sublists."""
+    if customer_id is None or invoice.erp_id is None or invoice.amount_paid.amount == 0:
+        return []
+    delivery = ctx.loaders.delivery
+    rows = await delivery.receipts.load(customer_id)
+    earliest = invoice.tran_date.isoformat()
+    ids = [str(r["id"]) for r in rows if r["type"] == kind and str(r.get("trandate") or "") >= earliest]
+    loader = delivery.payment_records if kind == "CustPymt" else delivery.credit_records
+    records = await loader.load_many(ids)
+    return [
+        r
+        for r in records
+        if any(ref_id(i, "doc") == invoice.erp_id for i in (field(r, "apply") or {}).get("items", []))
+    ]
 
 
 @strawberry.federation.type(keys=["id"])
@@ -80,6 +105,27 @@ class Invoice:
 
         return await account_for_erp_customer(info.context, self.erp_customer_id)
 
+    @strawberry.field(description="Customer payments applied to this invoice (ERP)")
+    async def payments(self, info: Info) -> list[Payment]:
+        ctx = info.context
+        records = await _receipts(ctx, self.entity, self.erp_customer_id, "CustPymt")
+        reference = await ctx.erp.reference_data()
+        account = self.entity.account_id
+        found = [payment_from_record(r, reference, account_id=account) for r in records]
+        return [Payment.of(p, erp_invoice_id=self.entity.erp_id, invoice_id=self.entity.id) for p in found]
+
+    @strawberry.field(description="Credit memos applied to this invoice (ERP)")
+    async def credit_memos(self, info: Info) -> list[CreditMemo]:
+        ctx = info.context
+        records = await _receipts(ctx, self.entity, self.erp_customer_id, "CustCred")
+        reference = await ctx.erp.reference_data()
+        return [
+            CreditMemo.of(
+                credit_memo_from_record(r, reference, invoice_id=self.entity.id), self.entity.account_id
+            )
+            for r in records
+        ]
+
 
 @strawberry.type
 class PaymentApplication:
@@ -98,6 +144,27 @@ class Payment:
     erp_id: str | None
     applications: list[PaymentApplication]
 
+    @classmethod
+    def of(cls, payment: entities.Payment, *, erp_invoice_id: str | None, invoice_id: str) -> Payment:
+        # mapping names a day-one invoice by its derived id; the graph's invoice id may be an external id
+        derived = canonical_id("erp", "invoice", str(erp_invoice_id))
+        return cls(
+            id=strawberry.ID(payment.id),
+            account_id=strawberry.ID(payment.account_id),
+            date=payment.date,
+            amount=MoneyType.required(payment.amount),
+            status=payment.status,
+            reference=payment.reference,
+            erp_id=payment.erp_id,
+            applications=[
+                PaymentApplication(
+                    invoice_id=strawberry.ID(invoice_id if a.invoice_id == derived else a.invoice_id),
+                    amount=MoneyType.required(a.amount),
+                )
+                for a in payment.applications
+            ],
+        )
+
 
 @strawberry.type
 class CreditMemo:
@@ -109,6 +176,19 @@ class CreditMemo:
     invoice_id: strawberry.ID | None
     reason: str
     erp_id: str | None
+
+    @classmethod
+    def of(cls, memo: entities.CreditMemo, account_id: str) -> CreditMemo:
+        return cls(
+            id=strawberry.ID(memo.id),
+            number=memo.number,
+            account_id=strawberry.ID(account_id),
+            date=memo.date,
+            amount=MoneyType.required(memo.amount),
+            invoice_id=strawberry.ID(memo.invoice_id) if memo.invoice_id else None,
+            reason=memo.reason,
+            erp_id=memo.erp_id,
+        )
 
 
 async def visible_invoices(ctx: Context) -> list[Invoice]:

@@ -34,6 +34,12 @@ TIME_BILL_COLUMNS = (
     "id, externalid, employee, customer, trandate, hours, rate, item, isbillable, billed, "
     "approvalstatus, memo, lastmodifieddate"
 )
+SALES_ORDER_COLUMNS = (
+    "id, externalid, tranid, entity, job, trandate, currency, foreigntotal, status, subsidiary, memo"
+)
+RECEIPT_COLUMNS = "id, externalid, tranid, type, entity, trandate, currency, foreigntotal, status, memo"
+PROJECT_TASK_COLUMNS = "id, externalid, company, title, status, ismilestone"
+BILLING_SCHEDULE_COLUMNS = "id, externalid, job, scheduletype, name"
 BUCKETS = ((1, 30), (31, 60), (61, 90), (91, None))
 
 
@@ -60,6 +66,7 @@ class Queries:
     config: ErpConfig
     suiteql: Callable[..., Awaitable[list[Record]]]
     reference_data: Callable[[], Awaitable[Reference]]
+    get: Callable[[str, str], Awaitable[Record]]
 
     async def _by_chunks(self, ids: Iterable[str], query: Callable[[list[str]], str]) -> list[Record]:
         chunks = chunked(ids, self.config.in_list_max)
@@ -78,6 +85,41 @@ class Queries:
         )
         return {str(r["id"]): r for r in rows}
 
+    async def jobs_by_ids_or_external_ids(
+        self, ids: Iterable[str], external_ids: Iterable[str]
+    ) -> list[Record]:
+        """Jobs by internal id or by external id (our canonical id), one SuiteQL per chunk of each."""
+        by_id = chunked(ids, self.config.in_list_max)
+        by_eid = chunked(external_ids, self.config.in_list_max)
+        queries = [f"SELECT {JOB_COLUMNS} FROM job WHERE id IN ({sql_ids(c)}) ORDER BY id" for c in by_id]
+        queries += [
+            f"SELECT {JOB_COLUMNS} FROM job WHERE externalid IN ({', '.join(sql_string(e) for e in c)}) "
+            "ORDER BY id"
+            for c in by_eid
+        ]
+        if len(by_id) == 1 and len(by_eid) == 1:  # the usual batch: one round trip
+            queries = [
+                f"SELECT {JOB_COLUMNS} FROM job WHERE id IN ({sql_ids(by_id[0])}) OR externalid IN "
+                f"({', '.join(sql_string(e) for e in by_eid[0])}) ORDER BY id"
+            ]
+        results = await asyncio.gather(*(self.suiteql(q) for q in queries))
+        unique = {str(r["id"]): r for rows in results for r in rows}
+        return list(unique.values())
+
+    async def invoices_by_job_ids(self, job_ids: Iterable[str]) -> dict[str, list[Record]]:
+        wanted = [str(i) for i in job_ids]
+        result: dict[str, list[Record]] = {i: [] for i in wanted}
+        rows = await self._by_chunks(
+            wanted,
+            lambda c: (
+                f"SELECT {INVOICE_COLUMNS} FROM transaction "
+                f"WHERE type = 'CustInvc' AND job IN ({sql_ids(c)}) ORDER BY id"
+            ),
+        )
+        for row in rows:
+            result.setdefault(str(row["job"]), []).append(row)
+        return result
+
     async def invoices_by_customer_ids(self, ids: Iterable[str]) -> dict[str, list[Record]]:
         wanted = [str(i) for i in ids]
         rows = await self._by_chunks(
@@ -92,6 +134,81 @@ class Queries:
         for row in rows:
             result.setdefault(str(row["entity"]), []).append(row)
         return result
+
+    async def _grouped(
+        self, ids: Iterable[str], column: str, query: Callable[[list[str]], str]
+    ) -> dict[str, list[Record]]:
+        wanted = [str(i) for i in ids]
+        result: dict[str, list[Record]] = {i: [] for i in wanted}
+        for row in await self._by_chunks(wanted, query):
+            result.setdefault(str(row[column]), []).append(row)
+        return result
+
+    async def sales_orders_by_job_ids(self, job_ids: Iterable[str]) -> dict[str, list[Record]]:
+        """Contracts: the sales orders provisioning writes on a job (one per won deal)."""
+        return await self._grouped(
+            job_ids,
+            "job",
+            lambda c: (
+                f"SELECT {SALES_ORDER_COLUMNS} FROM transaction "
+                f"WHERE type = 'SalesOrd' AND job IN ({sql_ids(c)}) ORDER BY id"
+            ),
+        )
+
+    async def sales_orders_by_external_ids(self, external_ids: Iterable[str]) -> dict[str, Record]:
+        rows = await self._by_chunks(
+            external_ids,
+            lambda c: (
+                f"SELECT {SALES_ORDER_COLUMNS} FROM transaction WHERE type = 'SalesOrd' AND externalid IN "
+                f"({', '.join(sql_string(e) for e in c)}) ORDER BY id"
+            ),
+        )
+        return {str(r["externalid"]): r for r in rows}
+
+    async def billing_schedules_by_job_ids(self, job_ids: Iterable[str]) -> dict[str, list[Record]]:
+        return await self._grouped(
+            job_ids,
+            "job",
+            lambda c: (
+                f"SELECT {BILLING_SCHEDULE_COLUMNS} FROM billingschedule "
+                f"WHERE job IN ({sql_ids(c)}) ORDER BY id"
+            ),
+        )
+
+    async def project_tasks_by_job_ids(self, job_ids: Iterable[str]) -> dict[str, list[Record]]:
+        """Tasks and milestones (``ismilestone``) of each job."""
+        return await self._grouped(
+            job_ids,
+            "company",
+            lambda c: (
+                f"SELECT {PROJECT_TASK_COLUMNS} FROM projecttask WHERE company IN ({sql_ids(c)}) ORDER BY id"
+            ),
+        )
+
+    async def receipts_by_customer_ids(self, customer_ids: Iterable[str]) -> dict[str, list[Record]]:
+        """Customer payments (``CustPymt``) and credit memos (``CustCred``) of each customer."""
+        return await self._grouped(
+            customer_ids,
+            "entity",
+            lambda c: (
+                f"SELECT {RECEIPT_COLUMNS} FROM transaction WHERE type IN ('CustPymt', 'CustCred') "
+                f"AND entity IN ({sql_ids(c)}) ORDER BY id"
+            ),
+        )
+
+    async def service_items(self) -> list[Record]:
+        """The firm's service items (labour categories) with their standard hourly rate."""
+        return await self.suiteql("SELECT id, itemid, displayname, rate FROM item ORDER BY id")
+
+    async def records_by_ids(self, record_type: str, ids: Iterable[str]) -> dict[str, Record]:
+        """Whole REST records (with their sublists: ``apply``, ``milestones`` ...), one GET each.
+
+        NetSuite's REST API has no batch GET, and sublists are not SuiteQL columns of the sandbox, so
+        this is the one bulk read whose cost is the number of ids; the concurrency cap paces it.
+        """
+        unique = list(dict.fromkeys(str(int(i)) for i in ids))
+        records = await asyncio.gather(*(self.get(record_type, i) for i in unique))
+        return dict(zip(unique, records, strict=True))
 
     async def time_bills_by_external_ids(self, external_ids: Iterable[str]) -> dict[str, Record]:
         rows = await self._by_chunks(

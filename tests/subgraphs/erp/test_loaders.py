@@ -38,3 +38,30 @@ async def test_loaders_batch_into_one_query_per_kind(client: ErpClient, admin: S
     assert sum(len(x) for x in lists) == len(FIRM.invoices)
     assert all(p is not None and p.code for p in projects)
     assert sum(t.invoices for row in sums for t in row) == len(FIRM.invoices)
+
+
+async def test_delivery_reads_are_one_query_per_kind(client: ErpClient, admin: SandboxAdmin) -> None:
+    await client.reference_data()
+    jobs = [str(p.erp_job_id) for p in FIRM.projects]
+    customers = [str(a.erp_customer_id) for a in FIRM.accounts if a.erp_customer_id]
+    await admin.reset_counters()
+    orders, schedules, tasks, receipts, invoices = await asyncio.gather(
+        client.sales_orders_by_job_ids(jobs),
+        client.billing_schedules_by_job_ids(jobs),
+        client.project_tasks_by_job_ids(jobs),
+        client.receipts_by_customer_ids(customers),
+        client.invoices_by_job_ids(jobs),
+    )
+    assert (await admin.counters())["by_endpoint"][SUITEQL] == 5
+    assert all(rows == [] for rows in orders.values())  # day one: no sales orders yet
+    assert sum(len(r) for r in schedules.values()) == sum(
+        1 for p in FIRM.projects if p.billing_method != "TIME_AND_MATERIALS"
+    )
+    assert sum(len(r) for r in tasks.values()) == sum(len(p.tasks) for p in FIRM.projects)
+    payments = sum(len(i.payments) for i in FIRM.invoices)
+    credits = sum(len(i.credit_memos) for i in FIRM.invoices)
+    assert sum(len(r) for r in receipts.values()) == payments + credits
+    assert sum(len(r) for r in invoices.values()) == len(FIRM.invoices)
+    first = next(p for p in FIRM.projects if p.milestones)
+    found = await client.jobs_by_ids_or_external_ids([str(first.erp_job_id)], ["not-a-job"])
+    assert [r["entityid"] for r in found] == [first.code]
