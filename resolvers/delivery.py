@@ -3,20 +3,20 @@
 Each loader batches one level of the query into one upstream read per chunk of ids:
 
     contracts      sales orders on the jobs (SuiteQL ``transaction`` type SalesOrd, ``job IN``)
-    schedules      billing schedules of the jobs (SuiteQL ``billingschedule``, ``job IN``), then their
-                   events and rate card from the schedule records
+    schedules      billing schedules of the jobs (SuiteQL ``billingschedule``, ``job IN``)
+    milestones     their events (``billingschedulemilestone``, ``billingschedule IN``)
+    rates          their rate cards (``billingschedulerate``, ``billingschedule IN``)
     tasks          ERP project tasks and milestone tasks of the jobs (SuiteQL ``projecttask``,
                    ``company IN``)
     expenses       the firm's PSA expenses up to ``as_of`` (⌈expenses / 2000⌉ pages, however many
                    projects ask), grouped by PSA project
     time_bills     ERP time bills by external id (the entry's canonical id) — posting state, one SuiteQL
     exceptions     open exceptions whose subject is one of the entries (one store query)
-    receipts       payments and credit memos of the invoices' customers (SuiteQL ``transaction`` type
-                   CustPymt/CustCred, ``entity IN``), then their ``apply`` sublists from the records
+    receipts       payments and credit memos applied to the invoices, with their applications
+                   (``NextTransactionLineLink`` joined to ``transaction``, ``previousdoc IN``)
 
-Sublists (schedule events, payment applications) are not SuiteQL columns of the sandbox and NetSuite's
-REST API has no batch GET, so the records behind them are read one GET each (``records_by_ids``), only
-for the schedules and receipts of the customers and jobs on the page, and cached for the request.
+Sublists are read through the tables NetSuite exposes them in, never record by record (REST has no batch
+GET), so no field here costs a request per row.
 """
 
 from __future__ import annotations
@@ -78,13 +78,6 @@ class DeliveryLoaders:
 
             return make_loader(batch, batching)
 
-        def records(record_type: str) -> DataLoader[str, Record]:
-            async def batch(keys: list[str]) -> list[Record]:
-                found = await erp.records_by_ids(record_type, keys)
-                return [found[str(int(k))] for k in keys]
-
-            return make_loader(batch, batching)
-
         self.sales_orders = grouped(erp.sales_orders_by_job_ids)
 
         async def by_external_id(keys: list[str]) -> list[Record | None]:
@@ -94,10 +87,9 @@ class DeliveryLoaders:
         self.sales_order_by_external_id = make_loader(by_external_id, batching)
         self.schedules = grouped(erp.billing_schedules_by_job_ids)
         self.project_tasks = grouped(erp.project_tasks_by_job_ids)
-        self.receipts = grouped(erp.receipts_by_customer_ids)
-        self.schedule_records = records("billingSchedule")
-        self.payment_records = records("customerPayment")
-        self.credit_records = records("creditMemo")
+        self.milestones = grouped(erp.milestones_by_schedule_ids)
+        self.rates = grouped(erp.rates_by_schedule_ids)
+        self.receipts = grouped(erp.receipts_by_invoice_ids)  # keyed by invoice internal id
 
         async def time_bills(keys: list[str]) -> list[Record | None]:
             found = await erp.time_bills_by_external_ids(keys)

@@ -34,6 +34,7 @@ from subgraphs.crm.loaders import load_accounts, load_opportunity_lines
 from subgraphs.crm.mapping import account_from_wire, opportunity_from_wire
 from subgraphs.crm.wire import OPPORTUNITY_FIELDS, AccountRecord, OpportunityRecord
 from subgraphs.erp.client import ErpClient
+from subgraphs.erp.lists import INVOICE_COLUMNS, JOB_COLUMNS, ListFilter, RowPage
 from subgraphs.erp.loaders import (
     customers_loader,
     invoice_totals_loader,
@@ -41,8 +42,8 @@ from subgraphs.erp.loaders import (
     jobs_loader,
 )
 from subgraphs.erp.mapping import invoice_from_record, project_from_job
-from subgraphs.erp.queries import INVOICE_COLUMNS, JOB_COLUMNS, InvoiceTotals
-from subgraphs.erp.wire import decimal, ref_id, sql_ids
+from subgraphs.erp.queries import InvoiceTotals
+from subgraphs.erp.wire import ref_id
 from subgraphs.psa.client import PsaClient
 from subgraphs.psa.loaders import load_time_entries_by_project
 from subgraphs.psa.mapping import PsaIds, time_entry_to_canonical
@@ -58,8 +59,18 @@ DSO_WINDOW_DAYS = 90
 
 
 @dataclass(frozen=True)
+class ListKey:
+    """One page of a filtered ERP list: ``kind`` "job" or "invoice", after internal id ``after``."""
+
+    kind: str
+    filter: ListFilter
+    after: int | None
+    first: int
+
+
+@dataclass(frozen=True)
 class BillingWindow:
-    """ERP figures ``invoice_totals`` lacks: billing in the DSO window and credit memos, per customer."""
+    """Billing in the DSO window and credit memos per customer, across currencies (``invoice_totals``)."""
 
     billed_in_window: Decimal
     credited: Decimal
@@ -124,9 +135,15 @@ class Loaders:
             self._jobs_by_canonical_id
         )
         self.erp_invoice_totals: DataLoader[str, list[InvoiceTotals]] = _loader(
-            invoice_totals_loader(erp, as_of)
+            invoice_totals_loader(erp, as_of, as_of - timedelta(days=DSO_WINDOW_DAYS - 1))
         )
         self.erp_billing_window: DataLoader[str, BillingWindow] = _loader(self._billing_window)
+        self.erp_invoice_by_canonical_id: DataLoader[str, tuple[Invoice, str | None] | None] = _loader(
+            self._invoices_by_canonical_id
+        )
+        # one page of a filtered list (the graph's projects and invoices), and its count when asked
+        self.erp_list_page: DataLoader[ListKey, RowPage] = _loader(self._list_pages)
+        self.erp_list_count: DataLoader[tuple[str, ListFilter], int] = _loader(self._list_counts)
         self.erp_job_list: DataLoader[str, list[tuple[Project, str | None]]] = _loader(self._job_lists)
         self.erp_invoice_list: DataLoader[str, list[tuple[Invoice, str | None]]] = _loader(
             self._invoice_lists
@@ -178,28 +195,47 @@ class Loaders:
 
     # -- ERP -------------------------------------------------------------------------------------------
     async def _billing_window(self, keys: list[str]) -> list[BillingWindow]:
-        day = self.as_of.isoformat()
-        start = (self.as_of - timedelta(days=DSO_WINDOW_DAYS - 1)).isoformat()
-
-        def query(chunk: list[str]) -> str:
-            return (
-                "SELECT entity, "
-                f"SUM(CASE WHEN type = 'CustInvc' AND trandate >= '{start}' THEN foreigntotal ELSE 0 END) "
-                "AS windowbilled, "
-                "SUM(CASE WHEN type = 'CustCred' THEN foreigntotal ELSE 0 END) AS credited "
-                "FROM transaction WHERE type IN ('CustInvc', 'CustCred') "
-                f"AND trandate <= '{day}' AND entity IN ({sql_ids(chunk)}) GROUP BY entity ORDER BY entity"
+        # Columns of the invoice_totals aggregate: no read of its own. Summed over currencies, as the
+        # figures have always taken them.
+        found = await self.erp_invoice_totals.load_many(keys)
+        return [
+            BillingWindow(
+                sum((t.billed_in_window.amount for t in rows if t.billed_in_window), Decimal(0)),
+                sum((t.credited.amount for t in rows if t.credited), Decimal(0)),
             )
+            for rows in found
+        ]
 
-        rows = await self.erp._by_chunks(keys, query)
-        by_customer = {
-            str(r["entity"]): BillingWindow(
-                decimal(r, "windowbilled") or Decimal(0), decimal(r, "credited") or Decimal(0)
+    async def _invoices_by_canonical_id(self, keys: list[str]) -> list[tuple[Invoice, str | None] | None]:
+        """By the store's link or our external id: one store query and one SuiteQL (``IN``) per batch.
+        A day-one invoice's id is a hash of its internal id that the store does not link, so ids that
+        neither finds fall back to the whole (per-request cached) invoice list."""
+        linked = await self.xref_to_system["erp"].load_many(keys)
+        rows, reference = await asyncio.gather(
+            self.erp.invoices_by_ids_or_external_ids([i for i in linked if i], keys),
+            self.erp.reference_data(),
+        )
+        found: dict[str, tuple[Invoice, str | None]] = {}
+        for r in rows:
+            invoice = invoice_from_record(r, reference)
+            found[str(r["id"])] = found[invoice.id] = (invoice, ref_id(r, "entity"))
+        result = [
+            found.get(k) or (found.get(link) if link else None) for k, link in zip(keys, linked, strict=True)
+        ]
+        if any(r is None for r in result):
+            every = {i.id: (i, c) for i, c in await self.erp_invoice_list.load("*")}
+            result = [r or every.get(k) for r, k in zip(result, keys, strict=True)]
+        return result
+
+    async def _list_pages(self, keys: list[ListKey]) -> list[RowPage]:
+        return list(
+            await asyncio.gather(
+                *(self.erp.list_page(k.kind, k.filter, after=k.after, first=k.first) for k in keys)
             )
-            for r in rows
-        }
-        empty = BillingWindow(Decimal(0), Decimal(0))
-        return [by_customer.get(k, empty) for k in keys]
+        )
+
+    async def _list_counts(self, keys: list[tuple[str, ListFilter]]) -> list[int]:
+        return list(await asyncio.gather(*(self.erp.list_count(kind, f) for kind, f in keys)))
 
     async def _invoices_by_job(self, keys: list[str]) -> list[list[Invoice]]:
         rows, reference = await asyncio.gather(self.erp.invoices_by_job_ids(keys), self.erp.reference_data())

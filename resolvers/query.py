@@ -1,5 +1,11 @@
 """The root ``Query``: one account by id, cursor connections over accounts, projects, invoices and time
-entries, and the portfolio roll-up. Every list is filtered to the caller's legal entities before paging."""
+entries, and the portfolio roll-up. Every list is filtered to the caller's legal entities before paging.
+
+``projects`` and ``invoices`` are filtered, paged and counted by the ERP: the caller's legal entities
+become a ``subsidiary IN (...)`` term next to the filter's, the page is ``id > cursor ORDER BY id`` with
+``first + 1`` rows, and the total is the answer's ``totalResults`` on the first page (a ``COUNT(*)``,
+only when asked, on later ones) — one SuiteQL per list whatever its length.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,26 @@ from datetime import date
 import strawberry
 
 from canonical.enums import InvoiceStatus, PostingStatus, ProjectStatus
-from resolvers.context import Info
-from resolvers.pagination import DEFAULT_PAGE_SIZE, Connection, check_page_size, paginate
+from resolvers.context import Context, Info
+from resolvers.loaders import ListKey
+from resolvers.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Connection,
+    Count,
+    check_page_size,
+    counted,
+    decode_key_cursor,
+    keyed,
+    paginate,
+)
 from resolvers.portfolio import PortfolioFilter, PortfolioRow, portfolio_rows
 from resolvers.types.account import Account, load_account
-from resolvers.types.project import Project, load_project, project_rows
-from resolvers.types.receivables import Invoice, visible_invoices
+from resolvers.types.project import Project, load_project, load_project_row, project_rows
+from resolvers.types.receivables import Invoice
 from resolvers.types.time import TimeEntry, posting_status
+from subgraphs.erp.lists import ListFilter, RowPage, StatusIs
+from subgraphs.erp.mapping import INVOICE_STATUS, JOB_STATUS, invoice_from_record, project_from_job
+from subgraphs.erp.wire import ref_id
 
 
 @strawberry.input
@@ -49,6 +68,32 @@ class TimeEntryFilter:
     posting_status: PostingStatus | None = None
     from_date: date | None = None
     to_date: date | None = None
+
+
+async def _subsidiaries(ctx: Context, legal_entity: str | None) -> tuple[str, ...] | None:
+    """The ERP subsidiaries of the legal entities asked for and visible (None: every one, unfiltered)."""
+    codes = (await ctx.erp.reference_data()).legal_entities  # subsidiary id → legal entity code
+    if legal_entity is None and ctx.principal.all_entities:
+        return None
+    return tuple(
+        i
+        for i, code in codes.items()
+        if (legal_entity is None or code == legal_entity) and ctx.principal.can_see_entity(code)
+    )
+
+
+async def _erp_page(
+    ctx: Context, kind: str, spec: ListFilter, first: int, after: str | None
+) -> tuple[RowPage, Count]:
+    key = ListKey(kind, spec, decode_key_cursor(after), first)
+    page = await ctx.loaders.erp_list_page.load(key)
+    if key.after is None:
+        return page, counted(page.total)  # totalResults of the first page counts every row
+
+    async def count() -> int:
+        return await ctx.loaders.erp_list_count.load((kind, spec))
+
+    return page, count
 
 
 def _between(day: date | None, start: date | None, end: date | None) -> bool:
@@ -98,20 +143,24 @@ class Query:
         after: str | None = None,
     ) -> Connection[Project]:
         check_page_size(first)
-        f = filter or ProjectFilter()
-        status = f.status
-        rows = [
-            Project.of(p, parent)
-            for p, parent in await project_rows(info.context)
-            if (f.legal_entity is None or p.legal_entity == f.legal_entity)
-            and (status is None or p.status is status)
-            and (f.business_line is None or p.business_line == f.business_line)
-            and (
-                (f.started_from is None and f.started_to is None)
-                or _between(p.start_date, f.started_from, f.started_to)
-            )
+        f, ctx = filter or ProjectFilter(), info.context
+        status = None
+        if f.status is not None:
+            # project_from_job reads a status it does not know as ACTIVE
+            others = tuple(JOB_STATUS.values()) if f.status is ProjectStatus.ACTIVE else ()
+            status = StatusIs((JOB_STATUS[f.status],), others)
+        spec = ListFilter(
+            subsidiaries=await _subsidiaries(ctx, f.legal_entity),
+            status=status,
+            dates=(f.started_from, f.started_to),
+            business_line=f.business_line,
+        )
+        page, count = await _erp_page(ctx, "job", spec, first, after)
+        reference = await ctx.erp.reference_data()
+        nodes = [
+            (int(r["id"]), Project.of(project_from_job(r, reference), ref_id(r, "parent"))) for r in page.rows
         ]
-        return paginate(rows, first, after)
+        return keyed(nodes, more=page.more, count=count)
 
     @strawberry.field
     async def invoices(
@@ -122,17 +171,29 @@ class Query:
         after: str | None = None,
     ) -> Connection[Invoice]:
         check_page_size(first)
-        f = filter or InvoiceFilter()
-        status = f.status
-        rows = [
-            i
-            for i in await visible_invoices(info.context)
-            if (f.legal_entity is None or i.legal_entity == f.legal_entity)
-            and (status is None or i.entity.status is status)
-            and _between(i.tran_date, f.from_date, f.to_date)
-            and (f.project_id is None or i.project_id == f.project_id)
+        f, ctx = filter or InvoiceFilter(), info.context
+        status = None
+        if f.status is not None:
+            # invoice_from_record reads a status it does not know as OPEN
+            others = tuple(INVOICE_STATUS) if f.status is InvoiceStatus.OPEN else ()
+            status = StatusIs(tuple(k for k, v in INVOICE_STATUS.items() if v is f.status), others)
+        jobs = None
+        if f.project_id is not None:
+            row = await load_project_row(ctx, str(f.project_id))
+            jobs = (row[0].erp_id,) if row is not None and row[0].erp_id else ()
+        spec = ListFilter(
+            subsidiaries=await _subsidiaries(ctx, f.legal_entity),
+            status=status,
+            dates=(f.from_date, f.to_date),
+            jobs=jobs,
+        )
+        page, count = await _erp_page(ctx, "invoice", spec, first, after)
+        reference = await ctx.erp.reference_data()
+        nodes = [
+            (int(r["id"]), Invoice.of(invoice_from_record(r, reference), ref_id(r, "entity")))
+            for r in page.rows
         ]
-        return paginate(rows, first, after)
+        return keyed(nodes, more=page.more, count=count)
 
     @strawberry.field
     async def time_entries(

@@ -25,7 +25,7 @@ from strawberry.extensions import (
 )
 
 from resolvers.errors import GatewayErrors
-from resolvers.query import Query
+from resolvers.mutation import extend_schema_kwargs
 from resolvers.types.contract import Contract
 
 MAX_DEPTH = 10
@@ -47,4 +47,4 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     if production:
         extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
     # Federation v2 (strawberry's federation schema defaults to the latest 2.x).
-    return strawberry.federation.Schema(query=Query, types=[Contract], extensions=extensions)
+    return strawberry.federation.Schema(**extend_schema_kwargs(), types=[Contract], extensions=extensions)

@@ -6,8 +6,8 @@ the job (its external id is the contract's canonical id, ``canonical_id("crm", "
 a day-one job has no record of its own for it — its contract is the job's frame and billing schedule,
 addressed by the project's id. Value: the sales order's total, else the job's budget.
 
-Reads per query level: sales orders, billing schedules and project tasks by job ids (one SuiteQL each),
-service items once (the T&M rate card), and the schedule records themselves for events (one GET each).
+Reads per query level: sales orders, billing schedules and project tasks by job ids, then the schedules'
+events and rate cards by schedule ids (one SuiteQL each), and service items once (the T&M rate card).
 """
 
 from __future__ import annotations
@@ -24,12 +24,7 @@ from canonical.money import Money
 from resolvers.context import Context, Info
 from resolvers.permissions import financial
 from resolvers.types.money import MoneyType
-from subgraphs.erp.mapping import (
-    SCHEDULE_TYPE,
-    billing_schedule_from_record,
-    record_id,
-    task_from_project_task,
-)
+from subgraphs.erp.mapping import SCHEDULE_TYPE, record_id, task_from_project_task
 from subgraphs.erp.wire import Record, boolean, day, decimal, field, ref_id, text
 
 
@@ -94,13 +89,25 @@ def _milestone_id(erp_id: str) -> str:
     return canonical_id("erp", "milestone", erp_id)
 
 
-async def schedule_record(ctx: Context, job_id: str | None) -> Record | None:
+async def schedule_row(ctx: Context, job_id: str | None) -> Record | None:
+    """The job's (first) billing schedule, a SuiteQL row."""
     if job_id is None:
         return None
     rows = await ctx.loaders.delivery.schedules.load(job_id)
-    if not rows:
-        return None
-    return await ctx.loaders.delivery.schedule_records.load(str(rows[0]["id"]))
+    return rows[0] if rows else None
+
+
+async def schedule_events(ctx: Context, schedule: Record | None) -> list[Record]:
+    return await ctx.loaders.delivery.milestones.load(str(schedule["id"])) if schedule else []
+
+
+def _line_money(line: Record, currency: str, column: str = "amount") -> Money:
+    """A schedule line's amount, in its own currency if it names one, else the contract's."""
+    return Money(decimal(line, column) or Decimal(0), text(line, "currency") or currency)
+
+
+def _event_id(event: Record) -> strawberry.ID | None:
+    return strawberry.ID(_milestone_id(str(event["milestone"]))) if event["milestone"] else None
 
 
 async def project_tasks(ctx: Context, job_id: str | None, project_id: str) -> list[Task]:
@@ -131,21 +138,18 @@ async def project_milestones(ctx: Context, job_id: str | None, currency: str) ->
         for r in rows
         if boolean(r, "isMilestone")
     ]
-    record = await schedule_record(ctx, job_id)
-    for event in (field(record, "milestones") or []) if record else []:
-        done, billed = bool(event.get("completed")), bool(event.get("billed"))
+    for event in await schedule_events(ctx, await schedule_row(ctx, job_id)):
+        done, billed = boolean(event, "completed"), boolean(event, "billed")
         found.append(
             Milestone(
-                id=strawberry.ID(_milestone_id(str(event["id"]))),
+                id=strawberry.ID(_milestone_id(str(event["milestone"]))),
                 name=str(event["name"]),
-                due_date=date.fromisoformat(str(event["dueDate"])),
-                amount=MoneyType.of(
-                    Money(Decimal(str(event["amount"])), str(event.get("currency") or currency))
-                ),
+                due_date=day(event, "duedate"),
+                amount=MoneyType.of(_line_money(event, currency)),
                 status="BILLED" if billed else ("COMPLETED" if done else "PLANNED"),
                 completed_on=None,
                 psa_id=None,
-                erp_id=str(event["id"]),
+                erp_id=str(event["milestone"]),
             )
         )
     return found
@@ -223,40 +227,45 @@ class Contract:
     @strawberry.field
     async def billing_schedule(self, info: Info) -> BillingSchedule | None:
         ctx = info.context
-        record = await schedule_record(ctx, self.project.erp_id)
-        if record is None:
+        row = await schedule_row(ctx, self.project.erp_id)
+        if row is None:
             if self.project.billing_method is BillingMethod.TIME_AND_MATERIALS:
                 return BillingSchedule(
                     method=str(BillingMethod.TIME_AND_MATERIALS), in_arrears=True, events=[]
                 )
             return None
-        schedule = billing_schedule_from_record(record, await self._currency(ctx))
+        currency = await self._currency(ctx)
+        method = {v: k for k, v in SCHEDULE_TYPE.items()}[str(row["scheduletype"])]
         return BillingSchedule(
-            method=str(schedule.method),
-            in_arrears=schedule.in_arrears,
+            method=str(method),
+            in_arrears=boolean(row, "inarrears"),
             events=[
                 BillingEvent(
-                    name=e.name,
-                    date=e.date,
-                    amount=MoneyType.required(e.amount),
-                    milestone_id=strawberry.ID(_milestone_id(e.id)) if e.id else None,
+                    name=str(e["name"]),
+                    date=day(e, "duedate") or date.min,
+                    amount=MoneyType.required(_line_money(e, currency)),
+                    milestone_id=strawberry.ID(_milestone_id(str(e["milestone"])))
+                    if e["milestone"]
+                    else None,
                 )
-                for e in schedule.events
+                for e in await schedule_events(ctx, row)
             ],
         )
 
     @strawberry.field(description="Hourly rates by labour category; T&M without its own: the standard rates")
     async def rate_card(self, info: Info) -> list[RateCardLine]:
         ctx = info.context
-        record = await schedule_record(ctx, self.project.erp_id)
-        own = (field(record, "rateCard") or []) if record else []
+        row = await schedule_row(ctx, self.project.erp_id)
+        own = await ctx.loaders.delivery.rates.load(str(row["id"])) if row else []
         currency = await self._currency(ctx)
         if own:
             return [
                 RateCardLine(
-                    labour_category=str(r["labourCategory"]),
-                    product_code=r.get("productCode"),
-                    rate=MoneyType.of(Money(Decimal(str(r["rate"])), str(r.get("currency") or currency))),
+                    labour_category=str(r["labourcategory"]),
+                    product_code=text(r, "productcode"),
+                    rate=MoneyType.of(
+                        Money(decimal(r, "rate") or Decimal(0), text(r, "currency") or currency)
+                    ),
                 )
                 for r in own
             ]

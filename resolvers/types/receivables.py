@@ -14,7 +14,7 @@ from canonical.ids import canonical_id
 from resolvers.context import Context, Info
 from resolvers.types.money import MoneyType
 from subgraphs.erp.mapping import credit_memo_from_record, payment_from_record
-from subgraphs.erp.wire import Record, field, ref_id
+from subgraphs.erp.wire import Record
 
 if TYPE_CHECKING:
     from resolvers.types.account import Account
@@ -23,26 +23,12 @@ strawberry.enum(InvoiceStatus)
 strawberry.enum(PaymentStatus)
 
 
-async def _receipts(
-    ctx: Context, invoice: entities.Invoice, customer_id: str | None, kind: str
-) -> list[Record]:
-    """The records of ``kind`` (CustPymt / CustCred) of the customer applied to this invoice. An invoice
-    nothing was applied to (amount paid zero) needs no read; otherwise one SuiteQL per query level for
-    the customers' receipts, then the candidate records (dated on or after the invoice) for their
-    ``apply`` sublists."""
-    if customer_id is None or invoice.erp_id is None or invoice.amount_paid.amount == 0:
+async def _receipts(ctx: Context, invoice: entities.Invoice, kind: str) -> list[Record]:
+    """The payments (``CustPymt``) or credit memos (``CustCred``) applied to this invoice, each with all
+    its applications: one SuiteQL per query level (``NextTransactionLineLink``) for every invoice on it."""
+    if invoice.erp_id is None:
         return []
-    delivery = ctx.loaders.delivery
-    rows = await delivery.receipts.load(customer_id)
-    earliest = invoice.tran_date.isoformat()
-    ids = [str(r["id"]) for r in rows if r["type"] == kind and str(r.get("trandate") or "") >= earliest]
-    loader = delivery.payment_records if kind == "CustPymt" else delivery.credit_records
-    records = await loader.load_many(ids)
-    return [
-        r
-        for r in records
-        if any(ref_id(i, "doc") == invoice.erp_id for i in (field(r, "apply") or {}).get("items", []))
-    ]
+    return [r for r in await ctx.loaders.delivery.receipts.load(invoice.erp_id) if r["type"] == kind]
 
 
 @strawberry.federation.type(keys=["id"])
@@ -81,10 +67,11 @@ class Invoice:
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Invoice | None:
-        for invoice in await visible_invoices(info.context):
-            if invoice.id == id:
-                return invoice
-        return None
+        ctx = info.context
+        row = await ctx.loaders.erp_invoice_by_canonical_id.load(str(id))
+        if row is None or not ctx.principal.visible([row], lambda r: r[0].legal_entity):
+            return None
+        return Invoice.of(*row)
 
     @strawberry.field
     def days_past_due(self, info: Info) -> int:
@@ -108,7 +95,7 @@ class Invoice:
     @strawberry.field(description="Customer payments applied to this invoice (ERP)")
     async def payments(self, info: Info) -> list[Payment]:
         ctx = info.context
-        records = await _receipts(ctx, self.entity, self.erp_customer_id, "CustPymt")
+        records = await _receipts(ctx, self.entity, "CustPymt")
         reference = await ctx.erp.reference_data()
         account = self.entity.account_id
         found = [payment_from_record(r, reference, account_id=account) for r in records]
@@ -117,7 +104,7 @@ class Invoice:
     @strawberry.field(description="Credit memos applied to this invoice (ERP)")
     async def credit_memos(self, info: Info) -> list[CreditMemo]:
         ctx = info.context
-        records = await _receipts(ctx, self.entity, self.erp_customer_id, "CustCred")
+        records = await _receipts(ctx, self.entity, "CustCred")
         reference = await ctx.erp.reference_data()
         return [
             CreditMemo.of(

@@ -48,10 +48,12 @@ def invoices_by_customer_loader(
 
 
 def invoice_totals_loader(
-    client: ErpClient, as_of: date
+    client: ErpClient, as_of: date, window_start: date | None = None
 ) -> Callable[[Sequence[str]], Awaitable[list[list[InvoiceTotals]]]]:
+    """Totals as of ``as_of``, with billing from ``window_start`` (default: the 90 days to ``as_of``)."""
+
     async def load(customer_ids: Sequence[str]) -> list[list[InvoiceTotals]]:
-        totals = await client.invoice_totals_by_customer(customer_ids, as_of)
+        totals = await client.invoice_totals_by_customer(customer_ids, as_of, window_start)
         return [totals.get(i, []) for i in customer_ids]
 
     return load

@@ -8,6 +8,7 @@ NetSuite's REST SuiteQL takes no bind parameters.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -15,20 +16,15 @@ from decimal import Decimal
 
 from canonical.money import Money
 from subgraphs.erp.config import ErpConfig
+from subgraphs.erp.lists import INVOICE_COLUMNS as INVOICE_COLUMNS
+from subgraphs.erp.lists import JOB_COLUMNS as JOB_COLUMNS
+from subgraphs.erp.lists import Lists
 from subgraphs.erp.refdata import Reference
 from subgraphs.erp.wire import Record, decimal, sql_ids, sql_string
 
 CUSTOMER_COLUMNS = (
     "id, externalid, entityid, companyname, accountnumber, subsidiary, currency, vatregnumber, "
     "isinactive, lastmodifieddate"
-)
-JOB_COLUMNS = (
-    "id, externalid, entityid, companyname, parent, jobbillingtype, status, startdate, "
-    "projectedenddate, currency, subsidiary, lastmodifieddate"
-)
-INVOICE_COLUMNS = (
-    "id, externalid, tranid, entity, job, trandate, duedate, currency, foreigntotal, amountpaid, "
-    "amountremaining, status, subsidiary, lastmodifieddate"
 )
 TIME_BILL_COLUMNS = (
     "id, externalid, employee, customer, trandate, hours, rate, item, isbillable, billed, "
@@ -39,7 +35,11 @@ SALES_ORDER_COLUMNS = (
 )
 RECEIPT_COLUMNS = "id, externalid, tranid, type, entity, trandate, currency, foreigntotal, status, memo"
 PROJECT_TASK_COLUMNS = "id, externalid, company, title, status, ismilestone"
-BILLING_SCHEDULE_COLUMNS = "id, externalid, job, scheduletype, name"
+BILLING_SCHEDULE_COLUMNS = "id, externalid, job, scheduletype, name, inarrears, frequency"
+MILESTONE_COLUMNS = (
+    "billingschedule, linenumber, milestone, name, amount, currency, duedate, completed, billed"
+)
+RATE_COLUMNS = "billingschedule, linenumber, labourcategory, productcode, rate, currency"
 BUCKETS = ((1, 30), (31, 60), (61, 90), (91, None))
 
 
@@ -55,6 +55,8 @@ class InvoiceTotals:
     remaining: Money
     overdue: Money
     overdue_buckets: dict[str, Money]  # "1-30", "31-60", "61-90", "91+" days past due
+    billed_in_window: Money | None = None  # invoices dated in [window_start, as_of] (DSO)
+    credited: Money | None = None  # credit memos dated ≤ as_of
 
 
 def chunked(ids: Iterable[str], size: int) -> list[list[str]]:
@@ -62,7 +64,7 @@ def chunked(ids: Iterable[str], size: int) -> list[list[str]]:
     return [unique[i : i + size] for i in range(0, len(unique), size)]
 
 
-class Queries:
+class Queries(Lists):
     config: ErpConfig
     suiteql: Callable[..., Awaitable[list[Record]]]
     reference_data: Callable[[], Awaitable[Reference]]
@@ -85,26 +87,41 @@ class Queries:
         )
         return {str(r["id"]): r for r in rows}
 
-    async def jobs_by_ids_or_external_ids(
-        self, ids: Iterable[str], external_ids: Iterable[str]
+    async def _by_ids_or_external_ids(
+        self, select: str, ids: Iterable[str], external_ids: Iterable[str]
     ) -> list[Record]:
-        """Jobs by internal id or by external id (our canonical id), one SuiteQL per chunk of each."""
+        """Rows of ``select`` (which has a WHERE) by internal id or external id (our canonical id): one
+        SuiteQL for the usual batch, else one per chunk of each."""
         by_id = chunked(ids, self.config.in_list_max)
         by_eid = chunked(external_ids, self.config.in_list_max)
-        queries = [f"SELECT {JOB_COLUMNS} FROM job WHERE id IN ({sql_ids(c)}) ORDER BY id" for c in by_id]
-        queries += [
-            f"SELECT {JOB_COLUMNS} FROM job WHERE externalid IN ({', '.join(sql_string(e) for e in c)}) "
-            "ORDER BY id"
-            for c in by_eid
-        ]
-        if len(by_id) == 1 and len(by_eid) == 1:  # the usual batch: one round trip
+
+        def eids(chunk: list[str]) -> str:
+            return ", ".join(sql_string(e) for e in chunk)
+
+        queries = [f"{select} AND id IN ({sql_ids(c)}) ORDER BY id" for c in by_id]
+        queries += [f"{select} AND externalid IN ({eids(c)}) ORDER BY id" for c in by_eid]
+        if len(by_id) == 1 and len(by_eid) == 1:
             queries = [
-                f"SELECT {JOB_COLUMNS} FROM job WHERE id IN ({sql_ids(by_id[0])}) OR externalid IN "
-                f"({', '.join(sql_string(e) for e in by_eid[0])}) ORDER BY id"
+                f"{select} AND (id IN ({sql_ids(by_id[0])}) OR externalid IN ({eids(by_eid[0])})) ORDER BY id"
             ]
         results = await asyncio.gather(*(self.suiteql(q) for q in queries))
         unique = {str(r["id"]): r for rows in results for r in rows}
         return list(unique.values())
+
+    async def jobs_by_ids_or_external_ids(
+        self, ids: Iterable[str], external_ids: Iterable[str]
+    ) -> list[Record]:
+        """Jobs by internal id or by external id (our canonical id)."""
+        return await self._by_ids_or_external_ids(
+            f"SELECT {JOB_COLUMNS} FROM job WHERE 1 = 1", ids, external_ids
+        )
+
+    async def invoices_by_ids_or_external_ids(
+        self, ids: Iterable[str], external_ids: Iterable[str]
+    ) -> list[Record]:
+        return await self._by_ids_or_external_ids(
+            f"SELECT {INVOICE_COLUMNS} FROM transaction WHERE type = 'CustInvc'", ids, external_ids
+        )
 
     async def invoices_by_job_ids(self, job_ids: Iterable[str]) -> dict[str, list[Record]]:
         wanted = [str(i) for i in job_ids]
@@ -175,6 +192,63 @@ class Queries:
             ),
         )
 
+    async def milestones_by_schedule_ids(self, ids: Iterable[str]) -> dict[str, list[Record]]:
+        """Billing events (milestones) of each schedule, in line order."""
+        return await self._grouped(
+            ids,
+            "billingschedule",
+            lambda c: (
+                f"SELECT {MILESTONE_COLUMNS} FROM billingschedulemilestone "
+                f"WHERE billingschedule IN ({sql_ids(c)}) ORDER BY billingschedule, linenumber"
+            ),
+        )
+
+    async def rates_by_schedule_ids(self, ids: Iterable[str]) -> dict[str, list[Record]]:
+        """Rate card lines of each schedule, in line order."""
+        return await self._grouped(
+            ids,
+            "billingschedule",
+            lambda c: (
+                f"SELECT {RATE_COLUMNS} FROM billingschedulerate "
+                f"WHERE billingschedule IN ({sql_ids(c)}) ORDER BY billingschedule, linenumber"
+            ),
+        )
+
+    async def receipts_by_invoice_ids(self, invoice_ids: Iterable[str]) -> dict[str, list[Record]]:
+        """Payments (``CustPymt``) and credit memos (``CustCred``) applied to each invoice, oldest first,
+        through ``NextTransactionLineLink``: one SuiteQL per chunk of invoices. Each comes shaped like its
+        REST record where the mapping reads it (``payment``/``total``, ``customer``, ``apply.items`` with
+        every invoice it applies to), so ``payment_from_record`` and ``credit_memo_from_record`` take it."""
+        wanted = [str(i) for i in invoice_ids]
+
+        def query(chunk: list[str]) -> str:
+            return (
+                "SELECT a.previousdoc AS invoice, b.previousdoc AS doc, b.nextline AS line, "
+                "b.foreignamount AS applied, t.id, t.externalid, t.tranid, t.type, t.entity, t.trandate, "
+                "t.currency, t.foreigntotal, t.status, t.memo FROM NextTransactionLineLink a "
+                "JOIN NextTransactionLineLink b ON b.nextdoc = a.nextdoc "
+                "JOIN transaction t ON t.id = a.nextdoc "
+                f"WHERE a.previousdoc IN ({sql_ids(chunk)}) AND t.type IN ('CustPymt', 'CustCred') "
+                "ORDER BY a.previousdoc, t.id, a.nextline, b.nextline"
+            )
+
+        found: dict[tuple[str, str], Record] = {}
+        items: dict[tuple[str, str], dict[int, Record]] = defaultdict(dict)
+        for row in await self._by_chunks(wanted, query):
+            key = (str(row["invoice"]), str(row["id"]))
+            if key not in found:
+                link = ("invoice", "doc", "line", "applied")
+                found[key] = {k: v for k, v in row.items() if k not in link}
+                found[key].update(
+                    payment=row["foreigntotal"], total=row["foreigntotal"], customer=row["entity"]
+                )
+            items[key][int(row["line"])] = {"doc": {"id": str(row["doc"])}, "amount": row["applied"]}
+        result: dict[str, list[Record]] = {i: [] for i in wanted}
+        for key, record in found.items():
+            record["apply"] = {"items": [items[key][n] for n in sorted(items[key])]}
+            result.setdefault(key[0], []).append(record)
+        return result
+
     async def project_tasks_by_job_ids(self, job_ids: Iterable[str]) -> dict[str, list[Record]]:
         """Tasks and milestones (``ismilestone``) of each job."""
         return await self._grouped(
@@ -221,25 +295,34 @@ class Queries:
         return {str(r["externalid"]): r for r in rows}
 
     async def invoice_totals_by_customer(
-        self, ids: Iterable[str], as_of: date
+        self, ids: Iterable[str], as_of: date, window_start: date | None = None
     ) -> dict[str, list[InvoiceTotals]]:
-        """Billed, paid, remaining, overdue (and its age buckets) per customer and currency."""
+        """Billed, paid, remaining, overdue (and its age buckets) per customer and currency; in the same
+        aggregate, billing dated from ``window_start`` (default: ``as_of``'s 90-day window) and credit
+        memos — one SuiteQL per chunk of customers, every figure of account health."""
         wanted = [str(i) for i in ids]
         day = as_of.isoformat()
+        start = (window_start or as_of - timedelta(days=89)).isoformat()
+
+        def inv(expr: str, condition: str = "") -> str:
+            return f"SUM(CASE WHEN type = 'CustInvc'{condition} THEN {expr} ELSE 0 END)"
+
         buckets = []
         for low, high in BUCKETS:
-            newest = (as_of - timedelta(days=low)).isoformat()
-            range_sql = f"duedate <= '{newest}'"
+            range_sql = f" AND duedate <= '{(as_of - timedelta(days=low)).isoformat()}'"
             if high is not None:
                 range_sql += f" AND duedate >= '{(as_of - timedelta(days=high)).isoformat()}'"
-            buckets.append(f"SUM(CASE WHEN {range_sql} THEN amountremaining ELSE 0 END) AS b{low}")
+            buckets.append(f"{inv('amountremaining', range_sql)} AS b{low}")
 
         def query(chunk: list[str]) -> str:
             return (
-                "SELECT entity, currency, COUNT(*) AS invoices, SUM(foreigntotal) AS billed, "
-                "SUM(amountpaid) AS paid, SUM(amountremaining) AS remaining, "
-                f"SUM(CASE WHEN duedate < '{day}' THEN amountremaining ELSE 0 END) AS overdue, "
-                f"{', '.join(buckets)} FROM transaction WHERE type = 'CustInvc' "
+                f"SELECT entity, currency, {inv('1')} AS invoices, {inv('foreigntotal')} AS billed, "
+                f"{inv('amountpaid')} AS paid, {inv('amountremaining')} AS remaining, "
+                f"{inv('amountremaining', f' AND duedate < {sql_string(day)}')} AS overdue, "
+                f"{', '.join(buckets)}, "
+                f"{inv('foreigntotal', f' AND trandate >= {sql_string(start)}')} AS windowbilled, "
+                "SUM(CASE WHEN type = 'CustCred' THEN foreigntotal ELSE 0 END) AS credited "
+                "FROM transaction WHERE type IN ('CustInvc', 'CustCred') "
                 f"AND trandate <= '{day}' AND entity IN ({sql_ids(chunk)}) "
                 "GROUP BY entity, currency ORDER BY entity, currency"
             )
@@ -247,23 +330,25 @@ class Queries:
         rows = await self._by_chunks(wanted, query)
         reference = await self.reference_data()
         result: dict[str, list[InvoiceTotals]] = {i: [] for i in wanted}
+        labels = [f"{low}-{high}" if high else f"{low}+" for low, high in BUCKETS]
         for row in rows:
             currency = reference.currency_code(str(row["currency"])) or "USD"
 
             def money(name: str, row: Record = row, currency: str = currency) -> Money:
                 return Money(decimal(row, name) or Decimal(0), currency).rounded()
 
-            labels = [f"{low}-{high}" if high else f"{low}+" for low, high in BUCKETS]
             result.setdefault(str(row["entity"]), []).append(
                 InvoiceTotals(
                     str(row["entity"]),
                     currency,
-                    int(row["invoices"]),
+                    int(row["invoices"] or 0),
                     money("billed"),
                     money("paid"),
                     money("remaining"),
                     money("overdue"),
                     {label: money(f"b{low}") for label, (low, _h) in zip(labels, BUCKETS, strict=True)},
+                    money("windowbilled"),
+                    money("credited"),
                 )
             )
         return result

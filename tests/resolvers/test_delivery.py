@@ -103,7 +103,7 @@ async def test_credit_memo_is_found_on_its_invoice(execute: Any) -> None:
     ]
 
 
-BOUNDED = """query($n: Int!) { projects(first: $n) { edges { node { tasks { name } milestones { name status } contract { id value { amount } billingMethod } expenses { amount { amount } } invoices { number total { amount } } } } } }"""
+BOUNDED = """query($n: Int!) { projects(first: $n) { totalCount edges { node { tasks { name } milestones { name status } contract { id value { amount } billingMethod billingSchedule { events { name } } rateCard { labourCategory } } expenses { amount { amount } } invoices { number total { amount } payments { erpId applications { amount { amount } } } creditMemos { erpId } } } } } }"""
 
 
 async def test_requests_are_bounded_by_the_query_shape(execute: Any, admins: dict[str, Any]) -> None:
@@ -112,33 +112,35 @@ async def test_requests_are_bounded_by_the_query_shape(execute: Any, admins: dic
     _r, large = await _counted(admins, lambda: execute(BOUNDED, n=50))
     upstream_small = {k: v for k, v in small.items() if v}
     upstream_large = {k: v for k, v in large.items() if v}
-    # Same endpoints, same counts, except the schedule records behind milestones (one GET per schedule:
-    # a sublist the sandbox's SuiteQL does not expose).
-    schedule_get = "GET /services/rest/record/v1/billingSchedule/{id}"
-    for counts in (upstream_small, upstream_large):
-        counts["erp"] = {k: v for k, v in counts["erp"].items() if k != schedule_get}
-    assert upstream_small == upstream_large
-    assert large["erp"][SUITEQL] <= 8
-    schedules_on_page = sum(1 for p in FIRM.projects[:50] if p.billing_method != "TIME_AND_MATERIALS")
-    assert large["erp"][schedule_get] == schedules_on_page
+    print(f"upstream requests: 5 projects → {upstream_small}, 50 projects → {upstream_large}")
+    assert upstream_small == upstream_large  # sublists included: no GET per schedule or payment
+    assert set(large["erp"]) == {SUITEQL}
+    assert large["erp"][SUITEQL] <= 9
 
 
-async def test_receipt_records_are_read_only_for_paid_invoices(execute: Any, admins: dict[str, Any]) -> None:
-    query = """{ projects(first: 50) { edges { node { invoices { payments { erpId } creditMemos { erpId } } } } } }"""
+async def test_lists_are_paged_and_counted_by_the_erp(execute: Any, admins: dict[str, Any]) -> None:
+    query = """query($after: String) { projects(first: 10, after: $after, filter: {status: ACTIVE}) { totalCount pageInfo { hasNextPage endCursor } edges { node { id status } } } }"""
     await execute("{ projects(first: 1) { totalCount } }")
-    _r, counts = await _counted(admins, lambda: execute(query))
-    codes = {p.code for p in FIRM.projects[:50]}
-    candidates = {
-        pay.erp_id
-        for i in FIRM.invoices
-        if i.project_code in codes and i.amount_paid > 0
-        for inv in FIRM.invoices
-        if inv.account_index == i.account_index
-        for pay in inv.payments
-        if pay.tran_date >= i.tran_date
-    }
-    assert counts["erp"].get("GET /services/rest/record/v1/customerPayment/{id}", 0) <= len(candidates)
-    assert counts["erp"][SUITEQL] <= 4
+    active = [p for p in FIRM.projects if p.is_active]
+    first, counts = await _counted(admins, lambda: execute(query))
+    assert counts["erp"] == {SUITEQL: 1}  # page and total in one read
+    page = first.data["projects"]
+    assert page["totalCount"] == len(active) and page["pageInfo"]["hasNextPage"]
+    ids, after = [], None
+    while True:
+        page = (await execute(query, after=after)).data["projects"]
+        assert page["totalCount"] == len(active)
+        ids += [e["node"]["id"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert ids == [canonical_id("erp", "job", str(p.erp_job_id)) for p in active]
+    invoice = next(i for i in FIRM.invoices if i.payments)
+    reps = [{"__typename": "Invoice", "id": canonical_id("erp", "invoice", str(invoice.erp_id))}]
+    found = await execute(
+        """query($r: [_Any!]!) { _entities(representations: $r) { ... on Invoice { number } } }""", r=reps
+    )
+    assert found.data["_entities"] == [{"number": invoice.number}]
 
 
 async def test_naive_mode_costs_more_and_grows_with_rows(

@@ -25,7 +25,7 @@ from subgraphs.common.sandbox import SandboxOptions
 from subgraphs.erp.sandbox.auth import TOKEN_PATH, token_endpoint, token_valid
 from subgraphs.erp.sandbox.billing import run_billing
 from subgraphs.erp.sandbox.records import Records, not_found
-from subgraphs.erp.sandbox.schema import TYPES, sql_table
+from subgraphs.erp.sandbox.schema import TYPES
 from subgraphs.erp.sandbox.state import SandboxError, Store
 from subgraphs.erp.sandbox.suiteql import SuiteQLError, compile_query
 
@@ -255,7 +255,7 @@ class ErpSandbox:
             if request.method == "DELETE":
                 if stored.body.get("billed"):
                     raise SandboxError(400, "USER_ERROR", "A billed record cannot be deleted.")
-                self.store.db.execute(f"DELETE FROM {sql_table(TYPES[type_].table)} WHERE id = ?", (id_,))
+                self.store.delete(type_, id_)
                 return Response(status_code=204)
             if request.method == "PUT":
                 raise SandboxError(405, "INVALID_METHOD", "PUT is only supported with an external id (eid:).")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from subgraphs.erp.sandbox import lines
+
 
 @dataclass(frozen=True)
 class Column:
@@ -46,6 +48,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         col("projectedenddate", "projectedEndDate", kind="date"),
         col("currency", kind="ref"),
         col("subsidiary", kind="ref"),
+        col("custentity_business_line"),  # a custom entity field is a SuiteQL column, as in NetSuite
     ),
     "projecttask": (
         col("company", kind="ref"),
@@ -53,7 +56,13 @@ TABLES: dict[str, tuple[Column, ...]] = {
         col("status"),
         col("ismilestone", "isMilestone", kind="bool"),
     ),
-    "billingschedule": (col("job", kind="ref"), col("scheduletype", "scheduleType"), col("name")),
+    "billingschedule": (
+        col("job", kind="ref"),
+        col("scheduletype", "scheduleType"),
+        col("name"),
+        col("inarrears", "recurrence.inArrears", kind="bool"),
+        col("frequency", "recurrence.frequency"),
+    ),
     "timebill": (
         col("employee", kind="ref"),
         col("customer", kind="ref"),
@@ -219,6 +228,7 @@ def ddl() -> list[str]:
             f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, recordtype TEXT NOT NULL, type TEXT, "
             f"externalid TEXT, lastmodifieddate TEXT NOT NULL, body TEXT NOT NULL, {cols})"
         )
+    statements.extend(lines.ddl())
     statements.append("CREATE TABLE idempotency (key TEXT PRIMARY KEY, location TEXT, created TEXT)")
     statements.append(
         "CREATE TABLE asyncjob (id INTEGER PRIMARY KEY, status TEXT, location TEXT, error TEXT, created TEXT)"
@@ -243,8 +253,14 @@ def _sql_type(kind: str) -> str:
     return {"ref": "INTEGER", "num": "REAL"}.get(kind, "TEXT")
 
 
+def is_table(name: str) -> bool:
+    return name in TABLES or name in lines.LINE_TABLES
+
+
 def columns_of(table: str) -> tuple[str, ...]:
     """Columns SuiteQL may name; ``type`` only means something on ``transaction``."""
+    if table in lines.LINE_TABLES:
+        return lines.columns(table)
     extra = ("type",) if table == "transaction" else ()
     return (*COMMON_COLUMNS, *extra, *(c.name for c in TABLES[table]))
 
@@ -255,11 +271,21 @@ def row_values(table: str, body: dict[str, object]) -> list[object]:
     for c in TABLES[table]:
         raw = None
         for name in c.fields:
-            raw = body.get(name)
+            raw = _path(body, name)
             if raw is not None:
                 break
         values.append(None if raw is None else _column_value(c.kind, raw))
     return values
+
+
+def _path(body: dict[str, object], name: str) -> object:
+    """``body[name]``, or a nested field for a dotted name (``recurrence.inArrears``)."""
+    if "." not in name:
+        return body.get(name)
+    node: object = body
+    for key in name.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def _column_value(kind: str, raw: object) -> object:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from subgraphs.erp.sandbox import lines
 from subgraphs.erp.sandbox.schema import TABLES, TYPES, RecordType, ddl, indexes, row_values, sql_table
 
 Body = dict[str, Any]
@@ -157,7 +158,9 @@ class Store:
             f"{', '.join(cols)}) VALUES ({', '.join('?' * (6 + len(cols)))})"
         )
         cursor = self.db.execute(sql, self._row(spec, id_, external_id, body))
-        return int(cursor.lastrowid or 0)
+        new_id = int(cursor.lastrowid or 0)
+        self._sync_lines(type_, [(new_id, body)])
+        return new_id
 
     def replace(self, type_: str, id_: int, body: Body, external_id: str | None) -> None:
         spec = TYPES[type_]
@@ -167,6 +170,24 @@ class Store:
         )
         values = self._row(spec, id_, external_id, body)[1:]
         self.db.execute(f"UPDATE {sql_table(spec.table)} SET {assignments} WHERE id = ?", (*values, id_))
+        self._sync_lines(type_, [(id_, body)])
+
+    def delete(self, type_: str, id_: int) -> None:
+        self.db.execute(f"DELETE FROM {sql_table(TYPES[type_].table)} WHERE id = ?", (id_,))
+        self._sync_lines(type_, [(id_, {})])
+
+    def _sync_lines(self, type_: str, records: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Replace the sublist lines (``lines.LINE_TABLES``) of the records just written."""
+        if type_ not in lines.BY_SOURCE:
+            return
+        ids = [(id_,) for id_, _body in records]
+        fresh: dict[str, list[lines.Line]] = {}
+        for id_, body in records:
+            for spec, rows in lines.rows_for(type_, id_, dict(body)):
+                fresh.setdefault(spec.name, []).extend(rows)
+        for spec in lines.BY_SOURCE[type_]:
+            self.db.executemany(f"DELETE FROM ns_{spec.name} WHERE {spec.owner} = ?", ids)
+            self.db.executemany(lines.insert_sql(spec), fresh.get(spec.name, []))
 
     def _row(
         self, spec: RecordType, id_: int | None, external_id: str | None, body: Body, stamp: str | None = None
@@ -192,6 +213,7 @@ class Store:
         )
         stamp = self.clock.stamp()
         self.db.executemany(sql, [self._row(spec, i, eid, dict(body), stamp) for i, eid, body in rows])
+        self._sync_lines(type_, [(i, body) for i, _eid, body in rows])
 
     def create_indexes(self) -> None:
         for statement in indexes():

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from subgraphs.erp.sandbox.schema import TABLES, columns_of, sql_table
+from subgraphs.erp.sandbox.schema import columns_of, is_table, sql_table
 
 KEYWORDS = frozenset(
     [
@@ -202,7 +202,7 @@ class Parser:
 
     def table_ref(self) -> str:
         token = self.next()
-        if token.kind != "id" or token.text.lower() not in TABLES:
+        if token.kind != "id" or not is_table(token.text.lower()):
             raise SuiteQLError(f"Record '{token.text}' was not found.")
         table = token.text.lower()
         alias = table

@@ -113,3 +113,59 @@ async def test_transform_sales_order_to_invoice(raw: httpx.AsyncClient) -> None:
     assert response.status_code == 204
     invoice = (await raw.get(httpx.URL(response.headers["Location"]).path)).json()
     assert invoice["createdFrom"] == {"id": so_id} and invoice["status"] == "open" and invoice["total"] == 500
+
+
+async def _sql(raw: httpx.AsyncClient, q: str) -> list[dict[str, object]]:
+    response = await raw.post(SQL, json={"q": q}, headers={"Prefer": "transient"})
+    assert response.status_code == 200, response.text
+    return [{k: v for k, v in row.items() if k != "links"} for row in response.json()["items"]]
+
+
+async def test_sublist_tables_follow_every_write(raw: httpx.AsyncClient) -> None:
+    invoice = (
+        await _sql(
+            raw,
+            "SELECT id, entity, foreigntotal FROM transaction WHERE type = 'CustInvc' "
+            "AND amountpaid = 0 ORDER BY id",
+        )
+    )[0]
+    body = {
+        "customer": {"id": str(invoice["entity"])},
+        "tranDate": "2026-11-20",
+        "payment": 10,
+        "apply": {"items": [{"doc": {"id": str(invoice["id"])}, "amount": 10}]},
+    }
+    assert (await raw.put(f"{REC}/customerPayment/eid:pay-1", json=body)).status_code == 204
+    links = "SELECT nextdoc, nexttype, foreignamount FROM NextTransactionLineLink WHERE previousdoc = "
+    rows = await _sql(raw, f"{links}{invoice['id']} ORDER BY nextdoc")
+    assert [(r["nexttype"], r["foreignamount"]) for r in rows] == [("CustPymt", 10)]
+    body["apply"] = {"items": [{"doc": {"id": str(invoice["id"])}, "amount": 7}]}
+    await raw.put(f"{REC}/customerPayment/eid:pay-1", json=body)
+    assert [r["foreignamount"] for r in await _sql(raw, f"{links}{invoice['id']} ORDER BY nextdoc")] == [7]
+
+    job = (await _sql(raw, "SELECT id FROM job ORDER BY id"))[0]["id"]
+    schedule = {
+        "job": {"id": str(job)},
+        "scheduleType": "milestone",
+        "milestones": [{"id": "m1", "name": "Kick-off", "amount": 100, "dueDate": "2026-12-01"}],
+        "rateCard": [{"labourCategory": "Engineer", "rate": 150}],
+    }
+    created = await raw.post(f"{REC}/billingSchedule", json=schedule)
+    schedule_id = created.headers["Location"].rsplit("/", 1)[-1]
+    events = (
+        "SELECT milestone, name, amount, completed FROM billingschedulemilestone "
+        f"WHERE billingschedule = {schedule_id}"
+    )
+    assert await _sql(raw, events) == [
+        {"milestone": "m1", "name": "Kick-off", "amount": 100, "completed": "F"}
+    ]
+    rates = await _sql(
+        raw, f"SELECT labourcategory, rate FROM billingschedulerate WHERE billingschedule = {schedule_id}"
+    )
+    assert rates == [{"labourcategory": "Engineer", "rate": 150}]
+    await raw.patch(f"{REC}/billingSchedule/{schedule_id}", json={"milestones": []})
+    assert await _sql(raw, events) == []
+    assert (await raw.delete(f"{REC}/billingSchedule/{schedule_id}")).status_code == 204
+    assert (
+        await _sql(raw, f"SELECT rate FROM billingschedulerate WHERE billingschedule = {schedule_id}") == []
+    )

@@ -1,0 +1,230 @@
+"""Query fields of the ops console and the project-setup form: ``provisioningOptions``,
+``validateEngagement``, ``auditTrail``, ``integrationExceptions``, ``integrationRun``.
+
+Flows need more than a read does — the mapping in force and, for mutations, the request's
+``Idempotency-Key`` header — so the gateway wraps its read context::
+
+    context = with_operations(build_context(...), mapping=runtime.mapping,
+                              idempotency_key=request.headers.get("idempotency-key"))
+
+Visibility: exceptions and runs of a legal entity the caller may not see are invisible (left out of
+lists, null by id, never an error that reveals them); the audit trail is for finance, integration admins
+and auditors only (``FORBIDDEN`` for anyone else).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import strawberry
+
+from canonical.errors import ConfigurationError, NotFound
+from canonical.mapping import MappingSet
+from canonical.principal import Permission, Principal
+from mutations.deps import Clock, FlowDeps
+from mutations.provision import provisioning_options, validate_engagement
+from resolvers.context import Context, Info
+from resolvers.pagination import DEFAULT_PAGE_SIZE, Connection, check_page_size, decode_cursor, paginate
+from resolvers.types.operations import (
+    AuditEntry,
+    AuditFilter,
+    EngagementInput,
+    EngagementValidation,
+    IntegrationException,
+    IntegrationExceptionFilter,
+    IntegrationRun,
+    Problem,
+    ProvisioningOptionsType,
+    flow_input,
+)
+from store.models import IntegrationException as ExceptionRow
+from store.models import utcnow
+from store.repositories import AuditRepo, ExceptionRepo, RunRepo
+
+#: The request header a mutation's idempotency key may come in (when the argument is omitted).
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+#: How many exceptions one list reads from the store per legal entity before filtering and paging.
+EXCEPTION_SCAN_LIMIT = 1000
+
+
+@dataclasses.dataclass
+class OperationsContext(Context):
+    """The read ``Context`` plus what flows need: the mapping, a clock, the ``Idempotency-Key`` header."""
+
+    mapping: MappingSet | None = None
+    idempotency_key: str | None = None
+    clock: Clock = utcnow
+
+
+def with_operations(
+    context: Context,
+    *,
+    mapping: MappingSet | None,
+    idempotency_key: str | None = None,
+    clock: Clock = utcnow,
+) -> OperationsContext:
+    fields = {f.name: getattr(context, f.name) for f in dataclasses.fields(Context)}
+    return OperationsContext(**fields, mapping=mapping, idempotency_key=idempotency_key or None, clock=clock)
+
+
+def flow_deps(info: Info) -> FlowDeps:
+    """``FlowDeps`` over the request's connectors and store."""
+    ctx = info.context
+    if not isinstance(ctx, OperationsContext) or ctx.mapping is None:
+        raise ConfigurationError("flows need the mapping: build the context with with_operations()")
+    return FlowDeps(
+        crm=ctx.crm,
+        psa=ctx.psa,
+        erp=ctx.erp,
+        sessionmaker=ctx.sessionmaker,
+        mapping=ctx.mapping,
+        clock=ctx.clock,
+    )
+
+
+def now_of(info: Info) -> datetime:
+    ctx = info.context
+    return ctx.clock() if isinstance(ctx, OperationsContext) else utcnow()
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _sees(principal: Principal, legal_entity: str | None) -> bool:
+    return bool(principal.visible([legal_entity], lambda code: code))
+
+
+async def load_exception(info: Info, exception_id: str) -> IntegrationException | None:
+    """One exception by id; None when unknown or in a legal entity the caller may not see."""
+    row = await visible_exception_row(info.context, exception_id)
+    return None if row is None else IntegrationException.of(row, now_of(info))
+
+
+async def visible_exception_row(ctx: Context, exception_id: str) -> ExceptionRow | None:
+    async with ctx.sessionmaker() as session:
+        try:
+            row = await ExceptionRepo(session).get(exception_id)
+        except NotFound:
+            return None
+    return row if _sees(ctx.principal, row.legal_entity) else None
+
+
+async def _exception_rows(ctx: Context, f: IntegrationExceptionFilter, now: datetime) -> list[ExceptionRow]:
+    principal = ctx.principal
+    if f.legal_entity is not None:
+        entities: Sequence[str | None] = [f.legal_entity] if principal.can_see_entity(f.legal_entity) else []
+    elif principal.all_entities:
+        entities = [None]  # one query over every entity (and rows with none)
+    else:
+        entities = sorted(principal.legal_entities)
+    statuses = [s.value for s in f.status] if f.status else None
+    older_than = timedelta(seconds=f.older_than) if f.older_than is not None else None
+    rows: dict[str, ExceptionRow] = {}
+    async with ctx.sessionmaker() as session:
+        repo = ExceptionRepo(session, clock=lambda: now)
+        for entity in entities:
+            found = await repo.list(
+                status=statuses,
+                flow=f.flow,
+                reason_code=f.reason_code,
+                legal_entity=entity,
+                older_than=older_than,
+                limit=EXCEPTION_SCAN_LIMIT,
+            )
+            rows.update((row.id, row) for row in found)
+    visible = principal.visible(rows.values(), lambda row: row.legal_entity)
+    return sorted(visible, key=lambda row: (row.created_at, row.id))
+
+
+@strawberry.type
+class OperationsQuery:
+    @strawberry.field(description="What the project-setup form offers for a deal")
+    async def provisioning_options(
+        self, info: Info, opportunity_id: strawberry.ID
+    ) -> ProvisioningOptionsType:
+        options = await provisioning_options(flow_deps(info), str(opportunity_id))
+        return ProvisioningOptionsType.of(options)
+
+    @strawberry.field(
+        description="Dry run of provisionEngagement: every problem, field by field; writes nothing"
+    )
+    async def validate_engagement(
+        self, info: Info, opportunity_id: strawberry.ID, input: EngagementInput | None = None
+    ) -> EngagementValidation:
+        problems = await validate_engagement(flow_deps(info), str(opportunity_id), flow_input(input))
+        return EngagementValidation(valid=not problems, problems=[Problem.of(p) for p in problems])
+
+    @strawberry.field(
+        description="Who did what, when; newest first. Finance, integration admins and auditors only. "
+        "The trail is unbounded: totalCount counts through this page, plus one when there is a next"
+    )
+    async def audit_trail(
+        self,
+        info: Info,
+        filter: AuditFilter | None = None,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+    ) -> Connection[AuditEntry]:
+        ctx = info.context
+        ctx.principal.require(Permission.READ_AUDIT, action="auditTrail")
+        check_page_size(first)
+        f = filter or AuditFilter()
+        start = decode_cursor(after) + 1 if after else 0
+        async with ctx.sessionmaker() as session:
+            # One row past the page tells whether there is a next one; positions stay the cursors.
+            rows = await AuditRepo(session).query(
+                operation=f.operation,
+                principal=f.principal,
+                correlation_id=f.correlation_id,
+                since=_utc(f.since),
+                until=_utc(f.until),
+                limit=start + first + 1,
+            )
+        return paginate([AuditEntry.of(row) for row in rows], first, after)
+
+    @strawberry.field(description="The exception queue, oldest first; only your legal entities' rows")
+    async def integration_exceptions(
+        self,
+        info: Info,
+        filter: IntegrationExceptionFilter | None = None,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+    ) -> Connection[IntegrationException]:
+        check_page_size(first)
+        now = now_of(info)
+        rows = await _exception_rows(info.context, filter or IntegrationExceptionFilter(), now)
+        return paginate([IntegrationException.of(row, now) for row in rows], first, after)
+
+    @strawberry.field(description="One exception; null when unknown or not visible to you")
+    async def integration_exception(self, info: Info, id: strawberry.ID) -> IntegrationException | None:
+        return await load_exception(info, str(id))
+
+    @strawberry.field(
+        description="A run with its steps, attempts and errors; null when unknown or not visible"
+    )
+    async def integration_run(self, info: Info, id: strawberry.ID) -> IntegrationRun | None:
+        ctx = info.context
+        async with ctx.sessionmaker() as session:
+            runs = RunRepo(session)
+            try:
+                run = await runs.get(str(id))
+            except NotFound:
+                return None
+            if not _sees(ctx.principal, run.legal_entity):
+                return None
+            return IntegrationRun.of(run, list(await runs.steps(run.id)))
+
+
+__all__ = [
+    "EXCEPTION_SCAN_LIMIT",
+    "IDEMPOTENCY_KEY_HEADER",
+    "OperationsContext",
+    "OperationsQuery",
+    "flow_deps",
+    "load_exception",
+    "visible_exception_row",
+    "with_operations",
+]
