@@ -43,6 +43,7 @@ from gateway.runtime import Runtime, get_runtime
 from gateway.settings import Settings
 from gateway.types import SYSTEMS, Message, Receive, Scope, Send
 from resolvers.context import Context, build_context
+from resolvers.operations import IDEMPOTENCY_KEY_HEADER, with_operations
 from resolvers.schema import build_schema
 from subgraphs.crm.client import CrmClient
 from subgraphs.erp.client import ErpClient
@@ -74,6 +75,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         self.timeout_s = settings.graphql_timeout_s
         self.max_body_bytes = settings.graphql_max_body_bytes
+        self.batching = settings.graphql_batching
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -126,14 +128,18 @@ class GraphQLView(GraphQL[Context, None]):
                 clients[name] = runtime.client(name)
             except LookupError as exc:
                 raise UpstreamUnavailable(name, str(exc).removeprefix(f"{name}: ")) from None
-        return build_context(
+        context = build_context(
             principal=principal,
             crm=cast(CrmClient, clients["crm"]),
             psa=cast(PsaClient, clients["psa"]),
             erp=cast(ErpClient, clients["erp"]),
             sessionmaker=runtime.sessionmaker,
             correlation_id=current_correlation_id() or scope_correlation_id(connection.scope),
+            batching=self.batching,
         )
+        # Flows need the mapping in force; a mutation may take its key from the Idempotency-Key header.
+        key = connection.headers.get(IDEMPOTENCY_KEY_HEADER)
+        return with_operations(context, mapping=runtime.mapping, idempotency_key=key)
 
     # --- WebSocket (graphql-transport-ws) ---------------------------------------------------------
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     graphql_timeout_s: float = Field(default=30, gt=0, description="whole /graphql request, auth included")
     graphql_max_body_bytes: int = Field(default=1_000_000, gt=0)
+    graphql_batching: bool = Field(
+        default=True, description="false → naive per-key upstream calls; for benchmarks only"
+    )
 
     crm: CrmConfig = Field(default_factory=CrmConfig)
     psa: PsaConfig = Field(default_factory=PsaConfig)
