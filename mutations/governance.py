@@ -18,22 +18,28 @@ the client may retry with the same key. The claim is committed before the work, 
 with the key sees it in progress.
 
 Runs: a step whose key already SUCCEEDED (in this run or any other) is never executed again; its stored
-result is returned. A failing step records the error on the step, marks the run FAILED, opens (or
-re-opens) an exception with the step key, reason code, upstream error and correlation id, and raises
-``StepFailed``. Reason codes come from ``reason_code``.
+result is returned. A step is executed only under a claim (``RunRepo.claim_step``): a second attempt at a
+step another attempt is running — two deliveries of one deal at once, without an idempotency key — waits
+for it and takes its result (or, if it failed, runs it). A claim older than ``claim_timeout`` (60 s) is
+presumed dead — its process was killed mid-step — and is taken over; so a gateway killed in the middle of
+a step resumes that step on restart once the claim has gone stale, and every other step at once.
+A failing step records the error on the step, marks the run FAILED, opens (or re-opens) an exception
+with the step key, reason code, upstream error and correlation id, and raises ``StepFailed``. Reason
+codes come from ``reason_code``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from canonical.errors import (
@@ -48,6 +54,7 @@ from canonical.errors import (
 from canonical.principal import Principal
 from mutations.deps import FlowDeps
 from store.repositories import AuditRepo, ExceptionRepo, IdempotencyRepo, RunRepo, fingerprint
+from store.repositories.runs import CLAIM_TIMEOUT
 from subgraphs.erp.errors import ErpRejected
 
 T = TypeVar("T")
@@ -110,16 +117,10 @@ def jsonable(value: Any) -> Any:
 
 @asynccontextmanager
 async def unit_of_work(deps: FlowDeps) -> AsyncIterator[AsyncSession]:
-    """``sessionmaker.begin()`` that holds SQLite's write lock from the start.
-
-    A deferred SQLite transaction that reads and then writes fails at once with "database is locked" when
-    another connection wrote in between (no busy wait on a lock upgrade). A no-op write first makes the
-    transaction wait its turn instead. (PostgreSQL needs nothing: row locks and MVCC handle it.)
-    TODO(store): ``BEGIN IMMEDIATE`` for units of work in ``store.db`` would make this unnecessary.
-    """
+    """``deps.sessionmaker.begin()``, kept for callers that use it. On SQLite it holds the write lock from
+    its first statement (``BEGIN IMMEDIATE``, see ``store.db``), so a unit of work that reads and then
+    writes waits its turn instead of failing with "database is locked"."""
     async with deps.sessionmaker.begin() as session:
-        if session.get_bind().dialect.name == "sqlite":
-            await session.execute(sa.text("UPDATE integration_runs SET id = id WHERE 1 = 0"))
         yield session
 
 
@@ -137,7 +138,7 @@ async def audit(
     correlation_id: str | None = None,
 ) -> None:
     """Append one audit entry in its own unit of work."""
-    async with unit_of_work(deps) as session:
+    async with deps.sessionmaker.begin() as session:
         await AuditRepo(session, clock=deps.clock).append(
             principal=principal.subject,
             roles=sorted(str(r) for r in principal.roles),
@@ -177,7 +178,7 @@ async def run_idempotent(
                 [Problem("idempotencyKey", f"at most {MAX_KEY_LENGTH} characters", "TOO_LONG")]
             )
         digest = fingerprint(jsonable(input))
-        async with unit_of_work(deps) as session:
+        async with deps.sessionmaker.begin() as session:
             outcome = await IdempotencyRepo(session, clock=deps.clock).begin(
                 key, principal.subject, operation, digest, ttl=deps.idempotency_ttl
             )
@@ -199,7 +200,7 @@ async def run_idempotent(
         result = await fn()
     except BaseException as exc:
         # Stripe: a failed request (validation, permission, crash) stores nothing; a retry may reuse the key.
-        async with unit_of_work(deps) as session:
+        async with deps.sessionmaker.begin() as session:
             await IdempotencyRepo(session, clock=deps.clock).release(key, principal.subject, operation)
         status = exc.code if isinstance(exc, GatewayError) else INTERNAL
         await audit(
@@ -213,7 +214,7 @@ async def run_idempotent(
         )
         raise
     stored = dump(result)
-    async with unit_of_work(deps) as session:
+    async with deps.sessionmaker.begin() as session:
         await IdempotencyRepo(session, clock=deps.clock).complete(key, principal.subject, operation, stored)
         await AuditRepo(session, clock=deps.clock).append(
             principal=principal.subject,
@@ -263,6 +264,8 @@ class FlowRunner:
         self.correlation_id = correlation_id
         self.legal_entity = legal_entity
         self.run_id: str | None = None
+        self.claim_timeout: timedelta = CLAIM_TIMEOUT  # see RunRepo.claim_step
+        self.claim_poll_s = 0.2  # how often a waiting attempt looks at a step another attempt claimed
         self.payload: Any = None  # stored on exceptions: what a person needs to fix and replay
 
     async def latest(self) -> tuple[str, str, Any] | None:
@@ -274,7 +277,7 @@ class FlowRunner:
     async def attach(self, input: Any) -> str:
         """Resume the newest unfinished or failed run for the subject, or start a new one."""
         latest = await self.latest()
-        async with unit_of_work(self.deps) as session:
+        async with self.deps.sessionmaker.begin() as session:
             runs = RunRepo(session, clock=self.deps.clock)
             if latest is not None and latest[1] != "SUCCEEDED":
                 run = await runs.resume(latest[0], correlation_id=self.correlation_id)
@@ -292,7 +295,7 @@ class FlowRunner:
 
     async def start(self, input: Any) -> str:
         """Always a new run (e.g. a change order against an engagement already provisioned)."""
-        async with unit_of_work(self.deps) as session:
+        async with self.deps.sessionmaker.begin() as session:
             run = await RunRepo(session, clock=self.deps.clock).start(
                 self.flow,
                 subject=self.subject,
@@ -317,29 +320,50 @@ class FlowRunner:
                 return None
             return dict(step.result or {}) if step.status == "SUCCEEDED" else None
 
-    async def step(self, name: str, key: str, action: Action) -> dict[str, Any]:
+    async def _claim(self, name: str, key: str) -> dict[str, Any] | None:
+        """Claim step ``key`` → None (ours to run), or the stored result once it SUCCEEDED; waits while
+        another attempt holds a live claim."""
         run_id = self._run()
-        async with unit_of_work(self.deps) as session:
-            runs = RunRepo(session, clock=self.deps.clock)
-            step = await runs.step(run_id, name, key)
-            if step.status == "SUCCEEDED":
-                return dict(step.result or {})
-            await runs.begin_step(key)
+        deadline = time.monotonic() + 2 * self.claim_timeout.total_seconds() + 5
+        while True:
+            async with self.deps.sessionmaker.begin() as session:
+                runs = RunRepo(session, clock=self.deps.clock)
+                claimed = await runs.claim_step(key, run_id, name, stale_after=self.claim_timeout)
+                step = await runs.get_step(key)
+                if step.status == "SUCCEEDED":
+                    return dict(step.result or {})
+            if claimed:
+                return None
+            if time.monotonic() > deadline:
+                raise Conflict(f"step {key} is still being run by another attempt", step=key)
+            await asyncio.sleep(self.claim_poll_s)
+
+    async def step(self, name: str, key: str, action: Action) -> dict[str, Any]:
+        done = await self._claim(name, key)
+        if done is not None:
+            return done
         try:
             result = dict(await action())
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release(key))  # give the claim up so a retry need not wait it out
+            raise
         except Exception as exc:
             error = describe_error(exc)
-            async with unit_of_work(self.deps) as session:
+            async with self.deps.sessionmaker.begin() as session:
                 await RunRepo(session, clock=self.deps.clock).step_failed(key, error)
             exception_id = await self.fail(key, reason_code(exc), error)
             raise StepFailed(key, reason_code(exc), exception_id, exc) from exc
-        async with unit_of_work(self.deps) as session:
+        async with self.deps.sessionmaker.begin() as session:
             await RunRepo(session, clock=self.deps.clock).step_succeeded(key, jsonable(result))
         return result
 
+    async def _release(self, key: str) -> None:
+        async with self.deps.sessionmaker.begin() as session:
+            await RunRepo(session, clock=self.deps.clock).release_step(key)
+
     async def fail(self, step: str, reason: str, error: Any = None) -> str:
         """Open (or re-open) the exception for ``step`` and mark the run FAILED → the exception id."""
-        async with unit_of_work(self.deps) as session:
+        async with self.deps.sessionmaker.begin() as session:
             if self.run_id is not None:
                 await RunRepo(session, clock=self.deps.clock).finish(self.run_id, "FAILED")
             exception = await ExceptionRepo(session, clock=self.deps.clock).open(
@@ -357,7 +381,7 @@ class FlowRunner:
 
     async def finish(self) -> list[str]:
         """Mark the run SUCCEEDED and resolve the subject's active exceptions → their ids."""
-        async with unit_of_work(self.deps) as session:
+        async with self.deps.sessionmaker.begin() as session:
             await RunRepo(session, clock=self.deps.clock).finish(self._run(), "SUCCEEDED")
             exceptions = ExceptionRepo(session, clock=self.deps.clock)
             active = await exceptions.list(status=("OPEN", "REPLAYING"), flow=self.flow, subject=self.subject)

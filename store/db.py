@@ -8,6 +8,22 @@
 SQLite is tuned on every new connection (WAL, foreign keys, busy timeout) and runs real transactions:
 pysqlite's legacy mode only starts a transaction before DML, which breaks SAVEPOINT and lets reads
 escape the unit of work, so we take over ``BEGIN`` ourselves (the recipe from the SQLAlchemy docs).
+
+Which ``BEGIN``: a deferred SQLite transaction that reads and then writes cannot upgrade its lock once
+another connection has committed since its read (SQLITE_BUSY at once — the busy timeout does not apply),
+so every unit of work begins ``BEGIN IMMEDIATE``: it takes the write (RESERVED) lock up front, waiting up
+to the busy timeout for its turn, and then never fails on the upgrade. A unit of work is
+
+* a session begun explicitly — ``sessionmaker.begin()`` or ``session.begin()``;
+* a Core transaction — ``engine.begin()`` / ``engine.connect()`` (migrations and other DDL).
+
+A session used without ``begin()`` (``async with sessionmaker() as session``) is how the code base reads;
+it autobegins a plain deferred ``BEGIN``: under WAL it reads its snapshot while a writer works and never
+queues behind one. ``IMMEDIATE`` there would serialise every reader behind every writer (and behind each
+other), so a read session left open across an upstream call would stall all writes. Anything that writes
+uses ``begin()`` (or would, on SQLite, risk the failed upgrade described above). A Core connection can
+ask for a deferred transaction with ``execution_options(sqlite_begin="DEFERRED")``.
+PostgreSQL is untouched: row locks and MVCC need no such help.
 """
 
 from __future__ import annotations
@@ -20,12 +36,16 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
 
 from canonical.errors import ConfigurationError
 from store.errors import StoreUnavailable
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+#: Connection execution option choosing how a SQLite transaction begins: "IMMEDIATE" (the default for Core
+#: connections), "DEFERRED", or "SESSION" (a store session's connection: the session emits it, see below).
+SQLITE_BEGIN = "sqlite_begin"
 
 
 def mask_url(url: str | URL) -> str:
@@ -100,12 +120,38 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        if mode == "SESSION":
+            return  # StoreSession's after_begin emits it, knowing whether the session was begun explicitly
+        connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+
+
+class StoreSession(Session):
+    """The store's sessions: on SQLite a unit of work (``begin()``) is ``BEGIN IMMEDIATE``, a read is not."""
+
+
+@event.listens_for(StoreSession, "after_begin")
+def _begin_sqlite_session(
+    session: Session, transaction: SessionTransaction, connection: sa.Connection
+) -> None:
+    # Runs right after the session's connection began, before its first statement. Only for the root
+    # transaction of a connection the session opened itself (marked SESSION by make_sessionmaker).
+    if transaction.parent is not None or connection.get_execution_options().get(SQLITE_BEGIN) != "SESSION":
+        return
+    explicit = transaction.origin is SessionTransactionOrigin.BEGIN
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if explicit else "BEGIN")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions whose objects stay readable after commit (results are returned to GraphQL after it)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions whose objects stay readable after commit (results are returned to GraphQL after it).
+
+    On SQLite, ``sessionmaker.begin()`` holds the write lock from its first statement (``BEGIN IMMEDIATE``)
+    and a plain ``sessionmaker()`` reads in a deferred transaction; see the module docstring.
+    """
+    bind = engine
+    if engine.dialect.name == "sqlite":
+        bind = engine.execution_options(**{SQLITE_BEGIN: "SESSION"})
+    return async_sessionmaker(bind, expire_on_commit=False, sync_session_class=StoreSession)
 
 
 async def check_connection(engine: AsyncEngine) -> None:
@@ -116,6 +162,7 @@ async def check_connection(engine: AsyncEngine) -> None:
         raise StoreUnavailable(mask_url(engine.url), reason=f"directory {missing} does not exist")
     try:
         async with engine.connect() as connection:
+            await connection.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
             await connection.execute(sa.text("SELECT 1"))
     except Exception as exc:  # driver errors differ per dialect (OSError, asyncpg, sqlite3)
         raise StoreUnavailable(mask_url(engine.url), reason=f"{type(exc).__name__}: {exc}") from exc

@@ -21,19 +21,12 @@ from canonical.errors import GatewayError, UpstreamNotFound
 from canonical.ids import step_key
 from canonical.money import Money
 from mutations.deps import FlowDeps
-from mutations.governance import unit_of_work
 from mutations.identity import ACCOUNT, PROJECT
 from mutations.provisioning.plan import Plan
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp.mapping import billing_schedule_body, customer_body, job_body, project_task_body
 from subgraphs.erp.wire import Record
 
-ERP_BILLING_TYPE = {
-    "CB": "chargeBased",
-    "FBI": "fixedBidInterval",
-    "FBM": "fixedBidMilestone",
-    "TM": "timeAndMaterials",
-}
 PROVISIONED = "Provisioned"
 
 
@@ -70,7 +63,7 @@ def project_code(plan: Plan) -> str:
 
 
 async def _link(deps: FlowDeps, canonical: str, entity: str, system: str, system_id: str, plan: Plan) -> None:
-    async with unit_of_work(deps) as session:
+    async with deps.sessionmaker.begin() as session:
         await CrossReferenceRepo(session, clock=deps.clock).link(
             canonical, entity, system, system_id, legal_entity=plan.legal_entity.code
         )
@@ -144,9 +137,9 @@ async def job(deps: FlowDeps, plan: Plan, customer_id: str) -> Mapping[str, Any]
         budget=plan.value,
         manager=plan.project_manager,
     )
-    body: dict[str, Any] = dict(job_body(project, customer_id, reference))
+    # jobBillingType comes from the mapping in force (fixed fee → fixed-bid milestone in the demo firm's)
+    body: dict[str, Any] = dict(job_body(project, customer_id, reference, deps.mapping))
     body.update(
-        jobBillingType=ERP_BILLING_TYPE[plan.rule.erp_billing_type.value],
         department={"id": plan.business_line.department},
         **{"class": {"id": plan.business_line.class_}},
         custentity_p2c_opportunity=plan.ids.opportunity_crm_id,

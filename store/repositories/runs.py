@@ -9,11 +9,20 @@
         await runs.step_succeeded(step.key, {"erp_id": "1234"})
 
 Step keys are unique across runs: a write another run already did is found SUCCEEDED and skipped.
+
+Two attempts at the same step at once (two deliveries of one event without an idempotency key, a replay
+racing a worker) are kept apart by ``claim_step``, a compare-and-set: it marks the step RUNNING only when
+it has not SUCCEEDED and is not RUNNING under a live claim. ``started_at`` is the claim's timestamp; a
+claim older than ``stale_after`` is presumed dead (its process was killed) and may be taken over::
+
+    if await runs.claim_step(key, run.id, "psa_project"):
+        ...   # ours alone until it succeeds, fails, or goes stale
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +32,9 @@ from store.models import IntegrationRun, IntegrationStep
 from store.repositories._base import Repository
 
 FINISHED = ("SUCCEEDED", "FAILED")
+#: How long a RUNNING step's claim stays live. Longer than any step takes (its upstream calls with their
+#: retries), so only a claimer that died is overtaken.
+CLAIM_TIMEOUT = timedelta(seconds=60)
 
 
 class RunRepo(Repository):
@@ -113,6 +125,44 @@ class RunRepo(Repository):
         step.finished_at = None
         await self.session.flush()
         return step
+
+    async def claim_step(
+        self, key: str, run_id: str, name: str, *, stale_after: timedelta = CLAIM_TIMEOUT
+    ) -> bool:
+        """Atomically claim step ``key`` for an attempt (creating it under ``run_id`` if new) → True when
+        claimed: now RUNNING, one more attempt, ``started_at`` = now. False when it already SUCCEEDED or
+        another attempt holds a claim younger than ``stale_after``. One UPDATE whose WHERE is the
+        condition: PostgreSQL re-checks it on the row a concurrent claimer just committed; SQLite runs
+        units of work one at a time (``BEGIN IMMEDIATE``)."""
+        await self.step(run_id, name, key)
+        now = self.clock()
+        claimable = sa.or_(
+            IntegrationStep.status.not_in(("SUCCEEDED", "RUNNING")),
+            IntegrationStep.started_at.is_(None),
+            IntegrationStep.started_at <= now - stale_after,  # RUNNING, but the claimer is presumed dead
+        )
+        claim = (
+            sa.update(IntegrationStep)
+            .where(IntegrationStep.key == key, claimable)
+            .values(
+                status="RUNNING",
+                attempts=IntegrationStep.attempts + 1,
+                started_at=now,
+                finished_at=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        claimed: bool = (await self.session.execute(claim)).rowcount == 1  # type: ignore[attr-defined]
+        await self.get_step(key)  # refresh the identity map with what the UPDATE wrote
+        return claimed
+
+    async def release_step(self, key: str) -> None:
+        """Give a claim up without an outcome (the attempt was cancelled): PENDING, claimable at once."""
+        step = await self.get_step(key)
+        if step.status == "RUNNING":
+            step.status = "PENDING"
+            step.started_at = None
+            await self.session.flush()
 
     async def step_succeeded(self, key: str, result: Mapping[str, Any] | None = None) -> IntegrationStep:
         step = await self.get_step(key)

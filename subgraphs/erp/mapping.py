@@ -38,6 +38,7 @@ from canonical.enums import (
     TaskStatus,
 )
 from canonical.ids import canonical_id
+from canonical.mapping import ErpBillingType, MappingSet, demo_mapping
 from canonical.money import Money
 from subgraphs.erp.refdata import Reference
 from subgraphs.erp.wire import (
@@ -55,13 +56,32 @@ from subgraphs.erp.wire import (
     text,
 )
 
-JOB_BILLING_TYPE = {
-    BillingMethod.TIME_AND_MATERIALS: "timeAndMaterials",
-    BillingMethod.FIXED_FEE: "fixedBidInterval",
-    BillingMethod.MILESTONE: "fixedBidMilestone",
-    BillingMethod.RETAINER: "chargeBased",
-    BillingMethod.SUBSCRIPTION: "chargeBased",
+#: NetSuite ``job.jobBillingType`` values by the mapping file's code. Which code a billing method gets is
+#: the firm's choice, made in its mapping set (``billing_methods.<method>.erp_billing_type``) — there is
+#: no second table here to disagree with it.
+JOB_BILLING_TYPE_VALUE = {
+    ErpBillingType.CHARGE_BASED: "chargeBased",
+    ErpBillingType.FIXED_BID_INTERVAL: "fixedBidInterval",
+    ErpBillingType.FIXED_BID_MILESTONE: "fixedBidMilestone",
+    ErpBillingType.TIME_AND_MATERIALS: "timeAndMaterials",
 }
+
+
+def job_billing_type(method: BillingMethod, mapping: MappingSet | None = None) -> str:
+    """The ``jobBillingType`` of a job billed by ``method`` under ``mapping`` (default: the demo firm's)."""
+    return JOB_BILLING_TYPE_VALUE[(mapping or demo_mapping()).erp_billing_type(method)]
+
+
+def billing_method_of_job_type(value: str, mapping: MappingSet | None = None) -> BillingMethod | None:
+    """The billing method a ``jobBillingType`` stands for, when only one method maps to it (several may:
+    fixed fee and milestone are both fixed-bid milestone in the demo mapping) — else None."""
+    mapping = mapping or demo_mapping()
+    methods = [
+        m for m in BillingMethod if m in mapping.billing_methods and job_billing_type(m, mapping) == value
+    ]
+    return methods[0] if len(methods) == 1 else None
+
+
 SCHEDULE_TYPE = {
     BillingMethod.FIXED_FEE: "fixedFee",
     BillingMethod.MILESTONE: "milestone",
@@ -154,11 +174,16 @@ def customer_body(account: Account, reference: Reference) -> CustomerBody:
 # --- job ⇄ project, projectTask ⇄ task -------------------------------------------------------------------
 
 
-def project_from_job(record: Record, reference: Reference, *, account_id: str | None = None) -> Project:
-    method = text(record, "custentity_p2c_billing_method")
-    if method is None:
-        by_type = {v: k for k, v in JOB_BILLING_TYPE.items() if v != "chargeBased"}
-        method = by_type.get(str(field(record, "jobBillingType")))
+def project_from_job(
+    record: Record,
+    reference: Reference,
+    *,
+    account_id: str | None = None,
+    mapping: MappingSet | None = None,
+) -> Project:
+    method: str | None = text(record, "custentity_p2c_billing_method")
+    if method is None:  # a job the gateway did not write: its billing type is a hint at best
+        method = billing_method_of_job_type(str(field(record, "jobBillingType")), mapping)
     status = {v: k for k, v in JOB_STATUS.items()}.get(str(field(record, "status")), ProjectStatus.ACTIVE)
     budget = decimal(record, "projectedBudget")
     currency = _currency(record, reference)
@@ -178,7 +203,11 @@ def project_from_job(record: Record, reference: Reference, *, account_id: str | 
     )
 
 
-def job_body(project: Project, customer_id: str, reference: Reference) -> JobBody:
+def job_body(
+    project: Project, customer_id: str, reference: Reference, mapping: MappingSet | None = None
+) -> JobBody:
+    """The job for ``project``; its ``jobBillingType`` is the one ``mapping`` (the firm's mapping set in
+    force; default the demo firm's) gives the project's billing method."""
     body: JobBody = {
         "externalId": project.id,
         "entityId": project.code or project.id,
@@ -190,7 +219,7 @@ def job_body(project: Project, customer_id: str, reference: Reference) -> JobBod
         "projectedEndDate": project.end_date.isoformat() if project.end_date else None,
     }
     if project.billing_method is not None:
-        body["jobBillingType"] = JOB_BILLING_TYPE[project.billing_method]
+        body["jobBillingType"] = job_billing_type(project.billing_method, mapping)
         body["custentity_p2c_billing_method"] = project.billing_method.value
     if project.legal_entity is not None:
         body["subsidiary"] = {"id": reference.subsidiary_id(project.legal_entity) or project.legal_entity}
@@ -427,7 +456,9 @@ def billing_schedule_body(schedule: BillingSchedule, *, job_id: str, external_id
     return body
 
 
-def billing_schedule_from_record(record: Record, currency: str) -> BillingSchedule:
+def billing_schedule_from_record(
+    record: Record, currency: str, mapping: MappingSet | None = None
+) -> BillingSchedule:
     method = {v: k for k, v in SCHEDULE_TYPE.items()}[str(field(record, "scheduleType"))]
     events = tuple(
         BillingEvent(
@@ -452,6 +483,6 @@ def billing_schedule_from_record(record: Record, currency: str) -> BillingSchedu
         events=events,
         recurrence=recurrence,
         in_arrears=bool(raw.get("inArrears")) if isinstance(raw, dict) else False,
-        erp_billing_type=JOB_BILLING_TYPE[method],
+        erp_billing_type=(mapping or demo_mapping()).erp_billing_type(method).value,  # the code, as plan.py
         erp_id=str(field(record, "id")),
     )
