@@ -1,4 +1,5 @@
-"""Webhooks in: ``POST /webhooks/crm`` receives the CRM's signed change events.
+"""Webhooks in: ``POST /webhooks/crm`` receives the CRM's signed change events, ``POST /webhooks/psa`` the
+PSA's (time entries, expenses, milestones — see ``psa_webhook``), signed the same way.
 
     POST /webhooks/crm
     X-P2C-Signature: sha256=<hex HMAC-SHA256 of the raw body with P2C_WEBHOOK_SECRET>
@@ -22,19 +23,22 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from canonical.errors import ValidationFailed
+from canonical.errors import UpstreamError, ValidationFailed
 from gateway.errors import error_response
 from gateway.logs import get_logger
 from gateway.runtime import get_runtime
 from mutations.intake import Clock, Outcome, handle_crm_event
+from mutations.time_posting import handle_psa_event
 from store.models import utcnow
 from subgraphs.crm.client import CrmClient
+from subgraphs.psa.client import PsaClient
 
 log = get_logger("gateway.webhooks")
 
@@ -88,7 +92,8 @@ def _error(request: Request, status: int, code: str, message: str) -> Response:
     return error_response(request, status, {"error": {"code": code, "message": message}})
 
 
-async def crm_webhook(request: Request) -> Response:
+async def _verified_json(request: Request, system: str) -> dict[str, Any] | Response:
+    """The body as a JSON object once its size and signature check out; else the error response."""
     try:
         body = await _read_body(request, MAX_BODY_BYTES)
     except _TooLarge:
@@ -97,7 +102,7 @@ async def crm_webhook(request: Request) -> Response:
     settings = request.app.state.settings
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret is not None else ""
     if not signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret):
-        log.warning("crm.webhook.unauthenticated", signed=SIGNATURE_HEADER.lower() in request.headers)
+        log.warning(f"{system}.webhook.unauthenticated", signed=SIGNATURE_HEADER.lower() in request.headers)
         return _error(request, 401, "UNAUTHENTICATED", "bad webhook signature")
 
     try:
@@ -106,6 +111,13 @@ async def crm_webhook(request: Request) -> Response:
         return _error(request, 400, "BAD_REQUEST", "webhook body is not JSON")
     if not isinstance(event, dict):
         return _error(request, 400, "BAD_REQUEST", "webhook body is not a JSON object")
+    return event
+
+
+async def crm_webhook(request: Request) -> Response:
+    event = await _verified_json(request, "crm")
+    if isinstance(event, Response):
+        return event
 
     runtime = get_runtime(request)
     crm = runtime.systems["crm"].client
@@ -126,6 +138,44 @@ async def crm_webhook(request: Request) -> Response:
     return JSONResponse({"status": _STATUS[result.outcome]}, status_code=202)
 
 
+@dataclass(frozen=True)
+class _PsaDeps:
+    psa: PsaClient
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: Clock = utcnow
+
+
+async def psa_webhook(request: Request) -> Response:
+    """``POST /webhooks/psa``: ``{"id", "event": "time_entry.updated" | "expense.updated" |
+    "milestone.completed", "data": {"id", ...}}``, signed like the CRM's. The record is read again from
+    the PSA (503, nothing stored, when it cannot be), then queued by ``handle_psa_event``."""
+    event = await _verified_json(request, "psa")
+    if isinstance(event, Response):
+        return event
+    runtime = get_runtime(request)
+    psa = runtime.systems["psa"].client
+    if not isinstance(psa, PsaClient):
+        return _error(request, 503, "UPSTREAM_UNAVAILABLE", "psa: no connector configured")
+    deps = _PsaDeps(psa=psa, sessionmaker=runtime.sessionmaker)
+    correlation_id = request.scope.get("state", {}).get("correlation_id")
+    try:
+        result = await handle_psa_event(deps, event, source="psa", correlation_id=correlation_id)
+    except ValidationFailed as exc:
+        return _error(request, 400, "BAD_REQUEST", exc.message)
+    except UpstreamError as exc:
+        return _error(request, 503, "UPSTREAM_UNAVAILABLE", f"psa: {exc.message}")
+    log.info(
+        "psa.webhook.received",
+        event_id=result.event_id,
+        outcome=str(result.outcome),
+        queued=len(result.queued),
+    )
+    return JSONResponse({"status": _STATUS[result.outcome]}, status_code=202)
+
+
 def webhook_routes() -> list[Route]:
     """The routes to add to the app: ``table.extend(webhook_routes())``."""
-    return [Route("/webhooks/crm", crm_webhook, methods=["POST"], name="webhook_crm")]
+    return [
+        Route("/webhooks/crm", crm_webhook, methods=["POST"], name="webhook_crm"),
+        Route("/webhooks/psa", psa_webhook, methods=["POST"], name="webhook_psa"),
+    ]

@@ -52,6 +52,17 @@ from gateway.types import SYSTEMS
 from mutations.deps import FlowDeps
 from mutations.intake import PROVISION, run_provision
 from mutations.pollers import DEFAULT_LAG, OpportunityPoller
+from mutations.time_posting import (
+    POST_EXPENSE,
+    POST_TIME,
+    RELEASE_MILESTONE,
+    ExpensePoller,
+    MilestonePoller,
+    PostingCaches,
+    TimeEntryPoller,
+    post_jobs,
+    release_milestone,
+)
 from store.db import make_engine, make_sessionmaker
 from store.models import WorkItem, utcnow
 from store.repositories import WorkQueueRepo
@@ -78,6 +89,21 @@ class Job:
 
 
 Handler = Callable[[Job], Awaitable[object]]
+#: ``(jobs, complete) -> {job id: None (done, completed through ``complete``) | the error}``
+BatchFn = Callable[
+    [Sequence[Job], Callable[[AsyncSession, Sequence[int]], Awaitable[set[int]]]],
+    Awaitable[Mapping[int, BaseException | None]],
+]
+
+
+@dataclass(frozen=True)
+class BatchHandler:
+    """A handler that takes every claimed item of its kind at once (``post_time``: concurrent ERP writes,
+    one results transaction). It completes the items it finished through ``complete(session, ids)`` in
+    its own transaction — ``complete`` returns the ids whose lease was still ours — and returns, per item,
+    ``None`` or the error the worker then records like a single handler's (retry or FAILED)."""
+
+    fn: BatchFn
 
 
 class Poller(Protocol):
@@ -110,7 +136,7 @@ class Worker:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | BatchHandler],
         *,
         pollers: Sequence[Poller] = (),
         name: str | None = None,
@@ -166,14 +192,58 @@ class Worker:
             )
             jobs = [_job(item) for item in items]
         self.report.claimed += len(jobs)
+        batched: dict[str, list[Job]] = {}
         for job in jobs:
-            await self._run(job)
+            if isinstance(self.handlers[job.kind], BatchHandler):
+                batched.setdefault(job.kind, []).append(job)
+            else:
+                await self._run(job)
+        for kind, group in batched.items():
+            await self._run_batch(kind, group)
         return len(jobs)
+
+    async def _complete(self, session: AsyncSession, ids: Sequence[int]) -> set[int]:
+        queue = WorkQueueRepo(session, clock=self.clock)
+        return {i for i in ids if await queue.complete(i, self.name)}
+
+    async def _run_batch(self, kind: str, jobs: list[Job]) -> None:
+        handler = self.handlers[kind]
+        if not isinstance(handler, BatchHandler):  # pragma: no cover — dispatched by process_batch
+            raise TypeError(kind)
+        started = self.monotonic()
+        try:
+            results = await handler.fn(jobs, self._complete)
+        except Exception as exc:
+            for job in jobs:
+                await self._failed(job, exc)
+            return
+        done = 0
+        for job in jobs:
+            error = results.get(job.id, RuntimeError("no result for the item"))
+            if error is not None:
+                await self._failed(job, error if isinstance(error, Exception) else RuntimeError(str(error)))
+                continue
+            done += 1
+        # Items the handler completed count as done; ``complete`` refused those whose lease was lost,
+        # which the handler reports back as ``Conflict`` (retried) — never silently done twice.
+        self.report.done += done
+        self.report.by_kind[kind] = self.report.by_kind.get(kind, 0) + done
+        log.info(
+            "worker.batch.done",
+            kind=kind,
+            items=len(jobs),
+            done=done,
+            duration_ms=round((self.monotonic() - started) * 1000, 1),
+        )
 
     async def _run(self, job: Job) -> None:
         started = self.monotonic()
+        handler = self.handlers[job.kind]
         try:
-            await self.handlers[job.kind](job)
+            if isinstance(handler, BatchHandler):
+                await self._run_batch(job.kind, [job])
+                return
+            await handler(job)
         except Exception as exc:
             await self._failed(job, exc)
             return
@@ -298,13 +368,41 @@ def _summary(result: object) -> dict[str, Any]:
 # -- the process: `p2c worker` ---------------------------------------------------------------------------
 
 
-def default_handlers(deps: FlowDeps) -> dict[str, Handler]:
-    """The gateway's own flows, by work item kind."""
+def default_handlers(
+    deps: FlowDeps, *, caches: PostingCaches | None = None
+) -> dict[str, Handler | BatchHandler]:
+    """The gateway's own flows, by work item kind. Time and expense posting take whole batches."""
+    posting_caches = caches if caches is not None else PostingCaches()
 
     async def provision(job: Job) -> object:
         return await run_provision(deps, job.payload, correlation_id=job.correlation_id)
 
-    return {PROVISION: provision}
+    async def post(
+        jobs: Sequence[Job], complete: Callable[[AsyncSession, Sequence[int]], Awaitable[set[int]]]
+    ) -> Mapping[int, BaseException | None]:
+        return await post_jobs(deps, jobs, caches=posting_caches, complete=complete)
+
+    async def release(job: Job) -> object:
+        return await release_milestone(deps, job.payload, correlation_id=job.correlation_id)
+
+    return {
+        PROVISION: provision,
+        POST_TIME: BatchHandler(post),
+        POST_EXPENSE: BatchHandler(post),
+        RELEASE_MILESTONE: release,
+    }
+
+
+def default_pollers(
+    deps: FlowDeps, *, interval_s: float = 30.0, lag: timedelta = DEFAULT_LAG
+) -> list[Poller]:
+    """CRM opportunities, PSA time entries and expenses (on ``interval_s``), PSA milestones (10× slower)."""
+    return [
+        OpportunityPoller(deps, interval_s=interval_s, lag=lag),
+        TimeEntryPoller(deps, interval_s=interval_s, lag=lag),
+        ExpensePoller(deps, interval_s=interval_s, lag=lag),
+        MilestonePoller(deps, interval_s=interval_s * 10),
+    ]
 
 
 @asynccontextmanager
@@ -349,8 +447,8 @@ async def run_worker(
             reason="this process has its own in-process sandboxes, not the server's",
         )
     async with open_flow_deps(settings) as deps:
-        poller = OpportunityPoller(deps, interval_s=poll_interval_s, lag=lag)
-        worker = Worker(deps.sessionmaker, default_handlers(deps), pollers=[poller], batch=batch)
+        pollers = default_pollers(deps, interval_s=poll_interval_s, lag=lag)
+        worker = Worker(deps.sessionmaker, default_handlers(deps), pollers=pollers, batch=batch)
         if once:
             return await worker.drain()
         stop = stop or asyncio.Event()

@@ -19,7 +19,7 @@ from canonical.errors import UpstreamUnavailable, ValidationFailed
 from gateway.cli import worker as worker_cli
 from gateway.runtime import Runtime
 from gateway.settings import Settings, load_settings
-from gateway.worker import Job, Worker, default_handlers
+from gateway.worker import BatchHandler, Job, Worker, default_handlers
 from mutations.deps import FlowDeps
 from mutations.identity import provisioned_project_canonical_id
 from mutations.pollers import OpportunityPoller
@@ -190,3 +190,64 @@ async def test_closing_a_deal_in_the_crm_provisions_it_once(store_settings: Sett
         # No failures; on SQLite a run may be retried: the in-process webhook delivering our write-back's
         # echo can make a flow transaction lose its read snapshot ("database is locked", see report).
         assert sum(r.failed for r in [*reports, again]) == 0
+
+
+# -- batch handlers (time posting takes a claimed batch at once) -------------------------------------------
+
+
+async def test_batch_handler_gets_the_whole_claim_and_completes_in_its_own_transaction(
+    sessions: Sessions,
+) -> None:
+    async with sessions.begin() as session:
+        for n in range(5):
+            await WorkQueueRepo(session).enqueue("post_time", {"n": n}, dedupe_key=f"post_time:{n}:v1")
+    calls: list[list[int]] = []
+
+    async def handle(jobs: Any, complete: Any) -> dict[int, BaseException | None]:
+        calls.append([j.payload["n"] for j in jobs])
+        ok = [j.id for j in jobs if j.payload["n"] < 3]
+        async with sessions.begin() as session:
+            kept = await complete(session, ok)
+        results: dict[int, BaseException | None] = {i: None for i in kept}
+        for job in jobs:
+            if job.payload["n"] == 3:
+                results[job.id] = UpstreamUnavailable("erp", "down")
+            elif job.payload["n"] == 4:
+                results[job.id] = ValidationFailed("bad entry")
+        return results
+
+    worker = Worker(sessions, {"post_time": BatchHandler(handle)}, batch=10)
+    assert await worker.process_batch() == 5
+    assert calls == [[0, 1, 2, 3, 4]]  # one call for the whole claimed batch
+    assert await statuses(sessions) == ["DONE", "DONE", "DONE", "QUEUED", "FAILED"]
+    assert (worker.report.done, worker.report.retried, worker.report.failed) == (3, 1, 1)
+
+
+async def test_posting_end_to_end_through_the_worker(scratch_database_url: str) -> None:
+    """Approved PSA time → poller → queue → one batch → ERP time bills, on a real (committing) store."""
+    from mutations.time_posting import PostingCaches
+    from subgraphs.demo import generate_firm
+    from tests.mutations.conftest import FLOW_ACCOUNTS, build_apps, close_flow, make_flow
+    from tests.mutations.posting_support import Posting, link_projects
+
+    engine = make_engine(scratch_database_url)
+    flow = await make_flow(build_apps(), generate_firm(7, FLOW_ACCOUNTS), make_sessionmaker(engine))
+    try:
+        await link_projects(flow)
+        posting = Posting(flow, PostingCaches(ttl_s=0))
+        start = await posting.psa_now()
+        later = start + timedelta(hours=1)
+        import dataclasses
+
+        flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
+        project = posting.project()
+        ids = [int((await posting.entry(project, hours=1 + n))["id"]) for n in range(6)]
+        for i in ids:
+            await posting.approve(i)
+        worker = posting.worker(start=start)
+        report = await worker.drain()
+        assert report.by_kind == {"post_time": 6} and report.failed == 0
+        assert [len(await posting.time_bills(i)) for i in ids] == [1] * 6
+    finally:
+        await close_flow(flow)
+        await engine.dispose()

@@ -1,0 +1,138 @@
+"""Delivery milestones: completed in the PSA → the billing event released in the ERP, once.
+
+    await release_milestone(deps, {"milestone_id": 9001, "project_id": 42}, correlation_id="c-1")
+
+Once, twice guarded: the work item's dedupe key is ``release_milestone:<milestone id>`` (a milestone
+marked complete twice queues once), and the release is a run step ``erp:milestoneRelease:<milestone id>``
+(a replay or a second item finds it SUCCEEDED and does nothing). The ERP side is idempotent as well: the
+event is found on the job's billing schedule by its id (the PSA milestone's id, or its name) and only
+flagged ``completed`` when it is not yet; the ERP's billing run invoices a completed event once.
+
+``MilestonePoller`` finds completed milestones of the active fixed-fee PSA projects (one list read, one
+read per project: run it on a long interval); the ``milestone.completed`` webhook queues them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from canonical.errors import GatewayError
+from canonical.principal import Principal
+from mutations.deps import FlowDeps
+from mutations.governance import FlowRunner
+from mutations.identity import PROJECT
+from mutations.intake import WORKER
+from mutations.pollers import PollResult
+from mutations.posting.intake import enqueue_milestones
+from mutations.posting.model import RELEASE_MILESTONE, UNKNOWN_PROJECT
+from store.repositories import CrossReferenceRepo
+
+MILESTONE_UNKNOWN = "MILESTONE_UNKNOWN"
+
+
+class ReleaseRefused(GatewayError):
+    http_status = 422
+
+    def __init__(self, code: str, message: str, fix: str, **extensions: Any) -> None:
+        self.code = code
+        super().__init__(f"{message} — {fix}", fix=fix, **extensions)
+
+
+async def _job_of(deps: FlowDeps, psa_project_id: str) -> str | None:
+    async with deps.sessionmaker() as session:
+        xrefs = CrossReferenceRepo(session)
+        canonical = await xrefs.canonical_id_for("psa", PROJECT, psa_project_id)
+        if canonical is None:
+            return None
+        return (await xrefs.system_ids_for("erp", [canonical])).get(canonical)
+
+
+async def _release(deps: FlowDeps, payload: Mapping[str, Any]) -> dict[str, Any]:
+    milestone_id = str(payload["milestone_id"])
+    project_id = str(payload.get("project_id") or "")
+    job_id = await _job_of(deps, project_id)
+    if job_id is None:
+        raise ReleaseRefused(
+            UNKNOWN_PROJECT,
+            f"PSA project {project_id} of milestone {milestone_id} is not linked to an ERP project",
+            "link the PSA project to its ERP job (backfill or provisioning), then replay",
+        )
+    schedules = (await deps.erp.billing_schedules_by_job_ids([job_id])).get(job_id, [])
+    records = await deps.erp.records_by_ids("billingSchedule", [str(s["id"]) for s in schedules])
+    name = payload.get("name")
+    for schedule_id, record in records.items():
+        events = [dict(e) for e in record.get("milestones") or []]
+        for event in events:
+            if str(event.get("id")) != milestone_id and not (name and event.get("name") == name):
+                continue
+            if event.get("completed"):
+                return {"schedule": schedule_id, "event": event.get("id"), "released": False}
+            event["completed"] = True
+            event["custevent_p2c_released_by"] = f"psa:milestone:{milestone_id}"
+            await deps.erp.update("billingSchedule", schedule_id, {"milestones": events})
+            return {"schedule": schedule_id, "event": event.get("id"), "released": True}
+    raise ReleaseRefused(
+        MILESTONE_UNKNOWN,
+        f"no billing event for milestone {milestone_id} ({name}) on ERP project {job_id}",
+        "add the milestone to the project's billing schedule in the ERP, then replay",
+        jobId=job_id,
+    )
+
+
+async def release_milestone(
+    deps: FlowDeps, payload: Mapping[str, Any], *, correlation_id: str | None = None
+) -> dict[str, Any]:
+    milestone_id = str(payload["milestone_id"])
+    runner = FlowRunner(
+        deps, flow=RELEASE_MILESTONE, subject=f"psa:milestone:{milestone_id}", correlation_id=correlation_id
+    )
+    runner.payload = dict(payload)
+    await runner.attach(input=dict(payload))
+
+    async def action() -> Mapping[str, Any]:
+        return await _release(deps, payload)
+
+    result = await runner.step("release", f"erp:milestoneRelease:{milestone_id}", action)
+    await runner.finish()
+    return result
+
+
+async def replay_release(
+    deps: FlowDeps, exception: Any, principal: Principal, correlation_id: str | None
+) -> tuple[Any, str | None]:
+    from mutations.governance import StepFailed
+    from store.repositories import ExceptionRepo
+
+    async with deps.sessionmaker() as session:
+        payload = (await ExceptionRepo(session).get(exception.id)).payload or {}
+    try:
+        return await release_milestone(deps, payload, correlation_id=correlation_id), None
+    except StepFailed as exc:
+        return None, exc.exception_id
+
+
+class MilestonePoller:
+    def __init__(self, deps: FlowDeps, *, name: str = "psa.milestones", interval_s: float = 300.0) -> None:
+        self.deps = deps
+        self.name = name
+        self.interval_s = interval_s
+
+    async def poll(self) -> PollResult:
+        now = self.deps.clock()
+        projects = [
+            p async for page in self.deps.psa.projects(is_active=True) for p in page if p.get("is_fixed_fee")
+        ]
+        done: list[dict[str, Any]] = []
+        for project in projects:
+            done += [
+                dict(m) for m in await self.deps.psa.milestones(int(project["id"])) if m.get("is_completed")
+            ]
+        async with self.deps.sessionmaker.begin() as session:
+            queued = await enqueue_milestones(
+                session, done, clock=self.deps.clock, trigger={"trigger": self.name}
+            )
+        return PollResult(self.name, now, len(done), queued, None, now.isoformat())
+
+
+__all__ = ["WORKER", "MilestonePoller", "ReleaseRefused", "release_milestone", "replay_release"]
