@@ -20,11 +20,14 @@
      ``MATCH_MISSING`` (its time could never be posted); several jobs → ``MATCH_AMBIGUOUS``. An ERP job
      without a PSA project is linked on the ERP side only (closed or never staffed) and counted.
 
-3. **Write** cross-references and exceptions in transactions of ``batch_size`` actions. The store's
-   existing links are read first: what is already linked the same way is skipped (a second run writes
-   nothing), a link a person made by hand wins over a weak or failed match, and a match that contradicts
-   an existing link is ``MATCH_AMBIGUOUS``, never an overwrite. An open exception for the same subject and
-   reason is left alone (no duplicates); one whose subject now matches is resolved.
+3. **Write** cross-references and exceptions in transactions of ``batch_size`` actions; the links of a
+   batch go through ``CrossReferenceRepo.link_many`` (bulk insert-ignore, conflicts returned — two calls
+   per batch, so a project's PSA link is only written once its ERP link stood). The store's existing
+   links are read first (bulk lookups, never a query per record): what is already linked the same way is
+   skipped (a second run writes nothing), a link a person made by hand wins over a weak or failed match,
+   and a match that contradicts an existing link is ``MATCH_AMBIGUOUS``, never an overwrite. An open
+   exception for the same subject and reason is left alone (no duplicates); one whose subject now matches
+   is resolved.
 
 Failure and resumption: every read happens before the first write, so an upstream failure (ERP down)
 raises its typed ``UpstreamError`` with no cross-reference written; the run is recorded ``FAILED`` with

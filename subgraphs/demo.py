@@ -366,6 +366,10 @@ def generate_firm(seed: int = 7, accounts: int = 200, as_of: date = AS_OF) -> Fi
             )
         )
     duplicates = [(900000 + i, a.index) for i, a in enumerate(firm_accounts[5::150]) if a.erp_customer_id]
+    # The CRM of a duplicated customer's account does not know its ERP id: the tax id / account number rule
+    # decides and finds both copies — the demo firm's MATCH_AMBIGUOUS, with no edits needed.
+    for _erp_id, index in duplicates:
+        firm_accounts[index].crm_erp_id_field = None
 
     opportunities: list[Opportunity] = []
     projects: list[Project] = []

@@ -71,22 +71,19 @@ def firm() -> Firm:
     return generate_firm(SEED, ACCOUNTS)
 
 
-#: CRM edits that make the 200-account firm exercise every rule. As generated, both accounts that have a
-#: duplicated ERP customer carry ``ERP_Customer_Id__c`` (so the strong rule decides, no ambiguity), and
-#: every account without a tax id knows its ERP id (so no account-number match).
+#: CRM edits that make the 200-account firm exercise the account-number rule. As generated, the accounts
+#: whose ERP customer is duplicated already lack ``ERP_Customer_Id__c`` (so the tax id finds two customers:
+#: ambiguous), but every account without a tax id knows its ERP id (so no account-number match).
 CLEAR_ERP_FIELD = "ERP_Customer_Id__c"
 CLEAR_TAX_ID = "Tax_Id__c"
 
 
 def day_one_edits(firm: Firm) -> dict[int, tuple[str, ...]]:
-    """``{account index: CRM fields to clear}``: the duplicated accounts lose their ERP id (→ ambiguous),
-    and two plain ERP-known accounts lose both ERP id and tax id (→ matched by account number)."""
+    """``{account index: CRM fields to clear}``: two plain ERP-known accounts lose both ERP id and tax id
+    (→ matched by account number)."""
     duplicated = {index for _erp_id, index in firm.duplicate_erp_customers}
-    edits: dict[int, tuple[str, ...]] = dict.fromkeys(duplicated, (CLEAR_ERP_FIELD,))
     plain = [a.index for a in firm.accounts if a.erp_customer_id is not None and a.index not in duplicated]
-    for index in plain[:2]:
-        edits[index] = (CLEAR_ERP_FIELD, CLEAR_TAX_ID)
-    return edits
+    return dict.fromkeys(plain[:2], (CLEAR_ERP_FIELD, CLEAR_TAX_ID))
 
 
 @pytest.fixture(scope="session")
