@@ -85,7 +85,7 @@ class KillPoint:
 
 KILL_POINTS = [
     KillPoint("006000000000057AAA", "customer", in_flight=False),  # new customer, fixed fee
-    KillPoint("006000000000017AAA", "job", in_flight=True),  # T&M
+    KillPoint("006000000000030AAA", "job", in_flight=True),  # T&M
     KillPoint("006000000000044AAA", "contract", in_flight=False),  # existing customer, fixed fee
     KillPoint("006000000000033AAA", "schedule", in_flight=True),  # milestone, EUR
     KillPoint("006000000000051AAA", "tasks", in_flight=False),  # retainer

@@ -26,7 +26,7 @@ from tests.mutations.conftest import ADMIN, Flow
 NEW_CUSTOMER_FIXED_FEE = "006000000000057AAA"  # account 18: not in the ERP, Implementation
 EXISTING_FIXED_FEE = "006000000000044AAA"  # account 14: ERP customer 1014, known to the CRM
 TAX_ID_MATCH_TM = "006000000000075AAA"  # account 24: ERP customer 1024, the CRM does not know it
-TM = "006000000000017AAA"  # account 5, Consulting
+TM = "006000000000030AAA"  # account 9, Implementation, US01
 MILESTONE = "006000000000033AAA"  # account 10, EU01, EUR
 RETAINER = "006000000000051AAA"  # account 16
 SUBSCRIPTION = "006000000000069AAA"  # account 22
@@ -248,8 +248,8 @@ async def test_validate_engagement_is_a_dry_run_reporting_form_problems(flow: Fl
 
 async def test_provisioning_options_offer_templates_methods_terms_and_people(flow: Flow) -> None:
     options = await provisioning_options(flow.deps, TM)
-    assert options.business_line == "Consulting" and options.default_template == "consulting"
-    assert options.templates[0].value == "consulting"
+    assert options.business_line == "Implementation" and options.default_template == "implementation"
+    assert options.templates[0].value == "implementation"
     assert {c.value for c in options.billing_methods} >= {"FIXED_FEE", "TIME_AND_MATERIALS"}
     assert {c.value for c in options.subsidiaries} == {"US01", "EU01"}
     assert options.default_payment_terms == "NET30"
