@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from typing import Literal
 
 # Fixed namespace: changing it would re-key every record of every firm. Never change it.
@@ -22,7 +23,14 @@ SYSTEMS: tuple[System, ...] = ("crm", "psa", "erp")
 
 def canonical_id(system: str, record_type: str, source_id: str | int) -> str:
     """Deterministic id of a record first seen in ``system`` as ``record_type`` ``source_id``."""
-    return str(uuid.uuid5(NAMESPACE, f"{system}:{record_type}:{source_id}"))
+    return _uuid5(f"{system}:{record_type}:{source_id}")
+
+
+# Pure, and hot: the graph maps thousands of records per request, each naming several neighbours.
+# Bounded so a long-lived process does not keep every id it ever saw.
+@lru_cache(maxsize=1 << 16)
+def _uuid5(name: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, name))
 
 
 def step_key(system: str, record_type: str, *parts: str | int) -> str:

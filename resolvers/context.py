@@ -6,7 +6,9 @@ The gateway builds one per HTTP request or WebSocket operation (its GraphQL view
                             sessionmaker=sessionmaker, correlation_id=request_id)
     result = await schema.execute(query, context_value=context)
 
-Clients and the sessionmaker are long-lived and shared; the ``Loaders`` are new every time.
+Clients, the sessionmaker and the ``ReadCache`` (``cache=``, one per process, built by the gateway runtime:
+upstream aggregates and cross-references kept a few seconds across requests, see ``resolvers.cache``) are
+long-lived and shared; the ``Loaders`` are new every time.
 
 ``batching=False`` is the naive resolver variant the read benchmark compares against: every loader is
 built with aiodataloader's ``batch=False``, so each key costs its own upstream call (per-request caching
@@ -26,6 +28,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from canonical.analytics import HealthThresholds
 from canonical.principal import Principal
+from resolvers.cache import ReadCache
 from resolvers.loaders import Loaders
 from subgraphs.crm.client import CrmClient
 from subgraphs.erp.client import ErpClient
@@ -59,6 +62,7 @@ def build_context(
     as_of: date | None = None,
     thresholds: HealthThresholds | None = None,
     batching: bool = True,
+    cache: ReadCache | None = None,
 ) -> Context:
     """A context with fresh loaders. ``as_of`` defaults to today: the date aging and DSO count from."""
     day = as_of or date.today()
@@ -68,7 +72,7 @@ def build_context(
         psa=psa,
         erp=erp,
         sessionmaker=sessionmaker,
-        loaders=Loaders(crm, psa, erp, sessionmaker, as_of=day, batching=batching),
+        loaders=Loaders(crm, psa, erp, sessionmaker, as_of=day, batching=batching, cache=cache),
         correlation_id=correlation_id or uuid.uuid4().hex,
         as_of=day,
         thresholds=thresholds or HealthThresholds(),

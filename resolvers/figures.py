@@ -1,9 +1,10 @@
 """Account figures from aggregated upstream reads, through ``canonical.analytics``.
 
 Nothing here reads invoices one by one: the ERP answers SUM/GROUP BY per customer (``invoice_totals`` and
-the billing window), the PSA's time is read per firm (or per client for a handful) and summed here, the
-CRM's won opportunities give the contracted value. Each figure awaits only the loaders it needs, so when
-one system is down the figures of the others still resolve.
+the billing window), the PSA's time comes summed per client from the time read model
+(``subgraphs.psa.aggregates``), the CRM's won opportunities give the contracted value. With the process's
+``ReadCache`` these aggregates may be a few seconds old (see ``resolvers.cache``). Each figure awaits
+only the loaders it needs, so when one system is down the figures of the others still resolve.
 
 Definitions (see ``canonical.analytics``): billed = invoices dated ≤ as_of − credit memos; revenue and
 cost for margin are the PSA's time at bill rate and at cost rate; contracted = won opportunities' amounts;
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from canonical import analytics
-from canonical.enums import OpportunityStage
 from canonical.money import Money
 from resolvers.context import Context
 from resolvers.loaders import DSO_WINDOW_DAYS
@@ -73,15 +73,8 @@ async def aging(ctx: Context, keys: AccountKeys) -> analytics.Aging:
 async def contracted(ctx: Context, keys: AccountKeys) -> Money:
     if keys.crm_id is None:
         return Money.zero(keys.currency)
-    opportunities = await ctx.loaders.crm_opportunities_by_account.load(keys.crm_id)
-    return Money.sum(
-        (
-            o.amount
-            for o in opportunities
-            if o.stage is OpportunityStage.CLOSED_WON and o.currency == keys.currency
-        ),
-        keys.currency,
-    )
+    won = await ctx.loaders.crm_won_value.load(keys.crm_id)  # closed-won amounts by currency
+    return Money(won.get(keys.currency, Decimal(0)), keys.currency)
 
 
 async def backlog(ctx: Context, keys: AccountKeys) -> Money:
@@ -92,8 +85,13 @@ async def backlog(ctx: Context, keys: AccountKeys) -> Money:
 async def revenue_and_cost(ctx: Context, keys: AccountKeys) -> tuple[Money, Money]:
     if keys.psa_id is None:
         return Money.zero(keys.currency), Money.zero(keys.currency)
-    entries = await ctx.loaders.psa_time_by_client.load(int(keys.psa_id))
-    return analytics.time_revenue(entries, keys.currency), analytics.time_cost(entries, keys.currency)
+    # time_revenue / time_cost, summed by the PSA read model; a client in another currency still raises
+    totals = await ctx.loaders.psa_client_time.load(int(keys.psa_id))
+    revenue = Money.sum(
+        (Money(t.revenue, t.currency) for t in totals if t.revenue is not None), keys.currency
+    )
+    cost = Money.sum((Money(t.cost, t.currency) for t in totals if t.cost is not None), keys.currency)
+    return revenue, cost
 
 
 async def margin(ctx: Context, keys: AccountKeys) -> Decimal | None:

@@ -9,11 +9,17 @@ the CRM and ERP, integers for the PSA) or canonical ids for the store's cross-re
 
 Access paths that have no ids to batch on (whole lists) are loaders keyed by the filter, so two aliases
 asking for the same list still cost one upstream read.
+
+With the process's ``ReadCache`` (``cache=``), the account aggregates (ERP invoice totals, CRM won value,
+PSA time) and the store's cross-references are read through it: a loader batch then asks upstream only
+for the keys the cache does not hold. The loaders themselves stay per request. Without it (tests, the
+naive variant) every request reads upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -26,7 +32,9 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.entities import Account, Invoice, Opportunity, OpportunityLine, Project, TimeEntry
+from canonical.enums import OpportunityStage
 from canonical.errors import MappingInvalid
+from resolvers.cache import ReadCache
 from resolvers.delivery import DeliveryLoaders, make_loader
 from store.repositories.xrefs import CrossReferenceRepo
 from subgraphs.crm.client import CrmClient
@@ -44,6 +52,7 @@ from subgraphs.erp.loaders import (
 from subgraphs.erp.mapping import invoice_from_record, project_from_job
 from subgraphs.erp.queries import InvoiceTotals
 from subgraphs.erp.wire import ref_id
+from subgraphs.psa.aggregates import Contribution, TimeAggregates, TimeTotals, contribution, group
 from subgraphs.psa.client import PsaClient
 from subgraphs.psa.loaders import load_time_entries_by_project
 from subgraphs.psa.mapping import PsaIds, time_entry_to_canonical
@@ -52,8 +61,8 @@ from subgraphs.psa.wire import WireProject, WireTimeEntry
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-#: Up to this many PSA clients, time is read per client; beyond, the firm's whole time list (paged at
-#: 2000) is cheaper and its cost does not grow with the number of accounts asked for.
+#: Without a ``ReadCache``, up to this many PSA clients' time is read per client; beyond, the firm's whole
+#: time list (paged at 2000) is cheaper and its cost does not grow with the number of accounts asked for.
 PER_CLIENT_THRESHOLD = 4
 DSO_WINDOW_DAYS = 90
 
@@ -98,9 +107,12 @@ class Loaders:
         *,
         as_of: date,
         batching: bool = True,
+        cache: ReadCache | None = None,
     ) -> None:
         self.crm, self.psa, self.erp, self.sessionmaker, self.as_of = crm, psa, erp, sessionmaker, as_of
-        self.batching = batching
+        self.batching, self.cache = batching, cache
+        # the firm's time aggregates: the process's read model, or one read for this request alone
+        self.psa_time = cache.psa_time if cache is not None else TimeAggregates(ttl_s=math.inf)
         self.psa_ids = PsaIds()
 
         def _loader(batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
@@ -121,6 +133,7 @@ class Loaders:
         self.crm_opportunities_by_account: DataLoader[str, list[Opportunity]] = _loader(
             self._opportunities_by_account
         )
+        self.crm_won_value: DataLoader[str, dict[str, Decimal]] = _loader(self._won_value)
         self.crm_opportunity_lines: DataLoader[str, tuple[OpportunityLine, ...]] = DataLoader(
             partial(load_opportunity_lines, crm), batch=batching
         )
@@ -134,9 +147,8 @@ class Loaders:
         self.erp_job_by_canonical_id: DataLoader[str, tuple[Project, str | None] | None] = _loader(
             self._jobs_by_canonical_id
         )
-        self.erp_invoice_totals: DataLoader[str, list[InvoiceTotals]] = _loader(
-            invoice_totals_loader(erp, as_of, as_of - timedelta(days=DSO_WINDOW_DAYS - 1))
-        )
+        self._window_start = as_of - timedelta(days=DSO_WINDOW_DAYS - 1)
+        self.erp_invoice_totals: DataLoader[str, list[InvoiceTotals]] = _loader(self._invoice_totals)
         self.erp_billing_window: DataLoader[str, BillingWindow] = _loader(self._billing_window)
         self.erp_invoice_by_canonical_id: DataLoader[str, tuple[Invoice, str | None] | None] = _loader(
             self._invoices_by_canonical_id
@@ -150,6 +162,7 @@ class Loaders:
         )
         # PSA
         self.psa_time_by_client: DataLoader[int, list[TimeEntry]] = _loader(self._time_by_client)
+        self.psa_client_time: DataLoader[int, list[TimeTotals]] = _loader(self._client_time)
         self.psa_all_time: DataLoader[str, list[TimeEntry]] = _loader(self._all_time)
         self.psa_time_by_project: DataLoader[int, list[TimeEntry]] = DataLoader(
             partial(load_time_entries_by_project, psa, self.psa_ids), batch=batching
@@ -158,12 +171,33 @@ class Loaders:
         self.delivery = DeliveryLoaders(psa, erp, sessionmaker, self.psa_ids, as_of=as_of, batching=batching)
 
     # -- store -----------------------------------------------------------------------------------------
+    async def _cached_xrefs(
+        self,
+        direction: str,
+        system: str,
+        keys: list[str],
+        read: Callable[[list[str]], Awaitable[list[str | None]]],
+    ) -> list[str | None]:
+        if self.cache is None:
+            return await read(keys)
+
+        async def fetch(missing: list[tuple[str, str, str]]) -> list[str | None]:
+            return await read([k for _d, _s, k in missing])
+
+        return await self.cache.xrefs.get_many([(direction, system, k) for k in keys], fetch)
+
     async def _system_ids(self, system: str, keys: list[str]) -> list[str | None]:
+        return await self._cached_xrefs("system", system, keys, partial(self._read_system_ids, system))
+
+    async def _canonical_ids(self, system: str, keys: list[str]) -> list[str | None]:
+        return await self._cached_xrefs("canonical", system, keys, partial(self._read_canonical_ids, system))
+
+    async def _read_system_ids(self, system: str, keys: list[str]) -> list[str | None]:
         async with self.sessionmaker() as session:
             found = await CrossReferenceRepo(session).system_ids_for(system, keys)
         return [found.get(k) for k in keys]
 
-    async def _canonical_ids(self, system: str, keys: list[str]) -> list[str | None]:
+    async def _read_canonical_ids(self, system: str, keys: list[str]) -> list[str | None]:
         async with self.sessionmaker() as session:
             repo = CrossReferenceRepo(session)
             # resolve_many filters on the entity type; the graph asks by system id alone, so go through
@@ -193,7 +227,37 @@ class Loaders:
                 continue
         return [grouped.get(k, []) for k in keys]
 
+    async def _won_value(self, keys: list[str]) -> list[dict[str, Decimal]]:
+        """Closed-won amounts per account and currency (the contracted value of health's backlog)."""
+
+        async def fetch(account_ids: list[str]) -> list[dict[str, Decimal]]:
+            found = await self.crm_opportunities_by_account.load_many(account_ids)
+            won: list[dict[str, Decimal]] = []
+            for opportunities in found:
+                by_currency: dict[str, Decimal] = defaultdict(Decimal)
+                for o in opportunities:
+                    if o.stage is OpportunityStage.CLOSED_WON:
+                        by_currency[o.currency] += o.amount.amount
+                won.append(dict(by_currency))
+            return won
+
+        if self.cache is None:
+            return await fetch(keys)
+        return await self.cache.won_value.get_many(keys, fetch)
+
     # -- ERP -------------------------------------------------------------------------------------------
+    async def _invoice_totals(self, keys: list[str]) -> list[list[InvoiceTotals]]:
+        read = invoice_totals_loader(self.erp, self.as_of, self._window_start)
+        if self.cache is None:
+            return await read(keys)
+
+        async def fetch(missing: list[tuple[date, date, str]]) -> list[list[InvoiceTotals]]:
+            return await read([k for _a, _w, k in missing])
+
+        return await self.cache.invoice_totals.get_many(
+            [(self.as_of, self._window_start, k) for k in keys], fetch
+        )
+
     async def _billing_window(self, keys: list[str]) -> list[BillingWindow]:
         # Columns of the invoice_totals aggregate: no read of its own. Summed over currencies, as the
         # figures have always taken them.
@@ -275,6 +339,22 @@ class Loaders:
         return [invoices for _ in keys]
 
     # -- PSA -------------------------------------------------------------------------------------------
+    async def _client_time(self, keys: list[int]) -> list[list[TimeTotals]]:
+        """Time totals per PSA client up to ``as_of``, aggregated from the wire (no canonical entries)."""
+        wanted = list(dict.fromkeys(keys))
+        if self.cache is None and len(wanted) <= PER_CLIENT_THRESHOLD:
+            found: dict[int, list[Contribution]] = {k: [] for k in wanted}
+
+            async def one(client_id: int) -> None:
+                async for page in self.psa.time_entries(client_id=client_id, to=self.as_of):
+                    found[client_id].extend(contribution(e) for e in page)
+
+            await asyncio.gather(*(one(k) for k in wanted))
+            totals = {k: group(found[k], lambda c: c.client_id).get(k, []) for k in wanted}
+        else:
+            totals = await self.psa_time.by_client(self.psa, self.as_of)
+        return [totals.get(k, []) for k in keys]
+
     async def _time_by_client(self, keys: list[int]) -> list[list[TimeEntry]]:
         wanted = list(dict.fromkeys(keys))
         found: dict[int, list[WireTimeEntry]] = {k: [] for k in wanted}

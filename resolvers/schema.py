@@ -13,16 +13,16 @@ from collections.abc import Callable
 from functools import partial
 
 import strawberry
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 
 from resolvers.errors import GatewayErrors
 from resolvers.mutation import extend_schema_kwargs
@@ -32,6 +32,15 @@ MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
 
+# The limit rules are built once per process. ``QueryDepthLimiter`` and ``MaxAliasesLimiter`` used as
+# extension factories build a new rule class per operation, and the validation cache is keyed by the rule
+# classes, so it never hit. Same rules, same messages (the gateway codes errors by their text).
+_LIMIT_RULES: list[type[ASTValidationRule]] = [
+    max_depth_rule(MAX_DEPTH, None),
+    max_aliases_rule(MAX_ALIASES),
+]
+_PRODUCTION_RULES: list[type[ASTValidationRule]] = [*_LIMIT_RULES, NoSchemaIntrospectionCustomRule]
+
 
 def build_schema(*, production: bool = False) -> strawberry.Schema:
     # Factories, not instances: strawberry builds extensions per operation; the parser and validation
@@ -39,12 +48,9 @@ def build_schema(*, production: bool = False) -> strawberry.Schema:
     extensions: list[Callable[[], SchemaExtension]] = [
         partial(ParserCache, maxsize=256),
         partial(ValidationCache, maxsize=256),
-        partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
-        partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+        partial(AddValidationRules, _PRODUCTION_RULES if production else _LIMIT_RULES),
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         GatewayErrors,
     ]
-    if production:
-        extensions.append(partial(AddValidationRules, [NoSchemaIntrospectionCustomRule]))
     # Federation v2 (strawberry's federation schema defaults to the latest 2.x).
     return strawberry.federation.Schema(**extend_schema_kwargs(), types=[Contract], extensions=extensions)

@@ -20,3 +20,9 @@ class PsaConfig(SystemConfig):
     rate_limit_window_s: float = Field(default=15.0, gt=0)
     per_page: int = Field(default=2000, ge=1, le=2000, description="Harvest's maximum is 2000")
     user_agent: str = USER_AGENT
+    aggregate_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how stale the gateway's time aggregates may be: at most one incremental read "
+        "(updated_since) per this many seconds per process; 0 refreshes on every read",
+    )

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from canonical.principal import Principal
 from mutations.backfill import backfill
+from resolvers.cache import ReadCache
 from resolvers.context import Context, build_context
 from resolvers.schema import build_schema
 from store.db import make_engine, make_sessionmaker
@@ -86,7 +87,7 @@ async def make_context(apps: Apps, database_url: str) -> AsyncIterator[MakeConte
     engine = make_engine(database_url)
     crm, psa, erp = _clients(apps)
 
-    def make(principal: Principal = FINANCE) -> Context:
+    def make(principal: Principal = FINANCE, cache: ReadCache | None = None) -> Context:
         return build_context(
             principal=principal,
             crm=crm,
@@ -95,6 +96,7 @@ async def make_context(apps: Apps, database_url: str) -> AsyncIterator[MakeConte
             sessionmaker=make_sessionmaker(engine),
             correlation_id="test",
             as_of=FIRM.as_of,
+            cache=cache,
         )
 
     yield make

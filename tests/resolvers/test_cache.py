@@ -1,0 +1,208 @@
+"""The process's read cache: TTL expiry, single flight, cross-references kept, invalidation; health served
+through it equal to health without it; and GraphQL validation results cached across requests."""
+
+# ruff: noqa: E501  (GraphQL documents read best on one line)
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import pytest
+from strawberry.extensions.validation_cache import _get_validate_cache
+
+from canonical.ids import canonical_id
+from resolvers.cache import ReadCache, TtlCache
+from tests.resolvers.test_health import HEALTH, SAMPLE
+
+from .conftest import FIRM, US_ONLY, MakeContext
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- TtlCache -------------------------------------------------------------------------------------------------
+async def test_values_expire_after_the_ttl() -> None:
+    clock, asked = Clock(), []
+
+    async def fetch(keys: list[str]) -> list[str]:
+        asked.append(keys)
+        return [k.upper() for k in keys]
+
+    cache: TtlCache[str, str] = TtlCache(ttl_s=5, clock=clock)
+    assert await cache.get_many(["a", "b"], fetch) == ["A", "B"]
+    clock.now += 4.9
+    assert await cache.get_many(["b", "a", "c"], fetch) == ["B", "A", "C"]
+    assert asked == [["a", "b"], ["c"]]
+    clock.now += 0.2  # a and b are 5.1 s old, c 0.2 s
+    await cache.get_many(["a", "b", "c"], fetch)
+    assert asked[-1] == ["a", "b"]
+
+
+async def test_concurrent_misses_share_one_read() -> None:
+    gate, calls = asyncio.Event(), []
+
+    async def fetch(keys: list[int]) -> list[int]:
+        calls.append(list(keys))
+        await gate.wait()
+        return [k * 10 for k in keys]
+
+    cache: TtlCache[int, int] = TtlCache(ttl_s=5)
+    readers = [asyncio.ensure_future(cache.get_many([1, 2], fetch)) for _ in range(10)]
+    late = asyncio.ensure_future(cache.get_many([2, 3], fetch))
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*readers) == [[10, 20]] * 10
+    assert await late == [20, 30]
+    assert calls == [[1, 2], [3]]
+
+
+async def test_a_cancelled_reader_does_not_fail_the_others() -> None:
+    gate = asyncio.Event()
+
+    async def fetch(keys: list[int]) -> list[int]:
+        await gate.wait()
+        return keys
+
+    cache: TtlCache[int, int] = TtlCache(ttl_s=5)
+    first = asyncio.ensure_future(cache.get_many([1], fetch))
+    second = asyncio.ensure_future(cache.get_many([1], fetch))
+    await asyncio.sleep(0)
+    first.cancel()
+    gate.set()
+    assert await second == [1]
+
+
+async def test_errors_reach_every_reader_and_are_not_kept() -> None:
+    calls = 0
+
+    async def fetch(keys: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        if calls == 1:
+            raise RuntimeError("vendor down")
+        return keys
+
+    cache: TtlCache[int, int] = TtlCache(ttl_s=5)
+    results = await asyncio.gather(
+        cache.get_many([1], fetch), cache.get_many([1], fetch), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+    assert await cache.get_many([1], fetch) == [1]
+    assert calls == 2
+
+
+async def test_found_kept_for_good_misses_asked_again() -> None:
+    clock, asked = Clock(), []
+    links = {"a": "A"}
+
+    async def fetch(keys: list[str]) -> list[str | None]:
+        asked.extend(keys)
+        return [links.get(k) for k in keys]
+
+    cache: TtlCache[str, str | None] = TtlCache(ttl_s=math.inf, none_ttl_s=5, clock=clock)
+    assert await cache.get_many(["a", "b"], fetch) == ["A", None]
+    links["b"] = "B"  # linked later (backfill, provisioning)
+    clock.now += 4
+    assert await cache.get_many(["a", "b"], fetch) == ["A", None]
+    clock.now += 1e6
+    assert await cache.get_many(["a", "b"], fetch) == ["A", "B"]
+    assert asked == ["a", "b", "b"]
+
+
+async def test_invalidation_drops_values_and_reads_in_flight() -> None:
+    started, gate, version = asyncio.Event(), asyncio.Event(), 1
+
+    async def fetch(keys: list[str]) -> list[int]:
+        seen = version
+        started.set()
+        await gate.wait()
+        return [seen for _ in keys]
+
+    cache: TtlCache[str, int] = TtlCache(ttl_s=60)
+    reading = asyncio.ensure_future(cache.get_many(["k"], fetch))
+    await started.wait()
+    version = 2
+    cache.invalidate(lambda key: key == "k")  # the change arrives while the old value is being read
+    gate.set()
+    assert await reading == [1]  # its own reader gets it ...
+    assert await cache.get_many(["k"], fetch) == [2]  # ... but it was not kept
+
+
+# -- through the graph -------------------------------------------------------------------------------------
+async def _requests(admins: dict[str, Any]) -> dict[str, int]:
+    return {name: (await admin.counters())["total"] for name, admin in admins.items()}
+
+
+async def _reset(admins: dict[str, Any]) -> None:
+    for admin in admins.values():
+        await admin.reset_counters()
+
+
+@pytest.mark.parametrize("acc", SAMPLE[:3] + SAMPLE[-1:], ids=lambda a: a.crm_id)
+async def test_health_through_the_cache_equals_health_without(
+    schema: Any, make_context: MakeContext, acc: Any
+) -> None:
+    variables = {"id": canonical_id("crm", "Account", acc.crm_id)}
+    plain = await schema.execute(HEALTH, variable_values=variables, context_value=make_context())
+    cache = ReadCache()
+    cold = await schema.execute(HEALTH, variable_values=variables, context_value=make_context(cache=cache))
+    warm = await schema.execute(HEALTH, variable_values=variables, context_value=make_context(cache=cache))
+    assert plain.errors is None and cold.errors is None and warm.errors is None
+    assert plain.data == cold.data == warm.data
+
+
+async def test_a_warm_request_reads_only_what_is_not_cached(
+    schema: Any, make_context: MakeContext, admins: dict[str, Any]
+) -> None:
+    cache = ReadCache()
+    acc = SAMPLE[0]
+    variables = {"id": canonical_id("crm", "Account", acc.crm_id)}
+
+    async def run() -> dict[str, int]:
+        await _reset(admins)
+        result = await schema.execute(
+            HEALTH, variable_values=variables, context_value=make_context(cache=cache)
+        )
+        assert result.errors is None
+        return await _requests(admins)
+
+    await run()
+    xref_misses = cache.xrefs.misses
+    warm = await run()
+    # the account itself (CRM), nothing else: invoice totals, won value, time and links are cached
+    assert warm == {"crm": 1, "psa": 0, "erp": 0}
+    assert cache.xrefs.misses == xref_misses  # links found are never asked again
+
+    cache.invalidate_account(erp_customer_id=str(acc.erp_customer_id), crm_account_id=acc.crm_id)
+    after = await run()
+    assert after["erp"] == 1 and after["crm"] == 2  # totals and won value read again, links still cached
+    assert cache.xrefs.misses == xref_misses
+
+
+async def test_the_principal_still_filters_cached_values(schema: Any, make_context: MakeContext) -> None:
+    cache = ReadCache()
+    eu = next(a for a in FIRM.accounts if a.legal_entity != "US01" and a.erp_customer_id)
+    variables = {"id": canonical_id("crm", "Account", eu.crm_id)}
+    seen = await schema.execute(HEALTH, variable_values=variables, context_value=make_context(cache=cache))
+    assert seen.errors is None and seen.data["account"] is not None
+    hidden = await schema.execute(
+        HEALTH, variable_values=variables, context_value=make_context(US_ONLY, cache=cache)
+    )
+    assert hidden.errors is None and hidden.data["account"] is None
+
+
+async def test_validation_is_cached_across_requests(schema: Any, make_context: MakeContext) -> None:
+    validate = _get_validate_cache(256)  # the LRU the schema's ValidationCache(maxsize=256) shares
+    query = "query Probe { accounts(first: 1) { totalCount } }"
+    assert (await schema.execute(query, context_value=make_context())).errors is None
+    before = validate.cache_info()
+    assert (await schema.execute(query, context_value=make_context())).errors is None
+    after = validate.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses
