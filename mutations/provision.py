@@ -186,6 +186,9 @@ async def validate_engagement(
 async def _replay(
     deps: FlowDeps, exception: ExceptionSummary, principal: Principal, correlation_id: str | None
 ) -> tuple[ProvisionResult, str | None]:
+    """The opportunity again, with the input stored on the exception. ``principal`` is the one
+    ``replay_exception`` runs flows as (``system:replay`` in the exception's legal entity), not the
+    caller, who needed only ``REPLAY_EXCEPTION`` — see ``mutations.replay``."""
     async with deps.sessionmaker() as session:
         from store.repositories import ExceptionRepo
 

@@ -1,21 +1,42 @@
 """The exception queue's actions: replay a failed flow from its first unfinished step, or dismiss it with a
-reason. Both need their permission and are audited (``replayException``, ``dismissException``).
+reason. Both need their permission and are audited (``replayException``, ``dismissException``) — refusals
+too: a missing permission, an exception the caller may not see, one already resolved.
 
     result = await replay_exception(deps, exception_id, principal=p, correlation_id=cid)
     result.exception.status   # RESOLVED, or OPEN again (with one more occurrence) when it still fails
 
 Each flow registers how it is replayed (``register_replay``); ``provision_engagement`` re-reads the
-opportunity and runs again with the input stored on the exception.
+opportunity and runs again with the input stored on the exception. ``HANDLER_MODULES`` names the module
+that registers each flow's handler, so a process that never imported the flow (the CLI, a gateway that
+has not posted time yet) still replays it.
+
+Who the replayed flow runs as (a decision): replaying is its own permission
+(``Permission.REPLAY_EXCEPTION``: finance and integration admins), separate from the flow's own
+(``PROVISION``, ``POST_TIME``). Finance must be able to replay a provisioning exception without being
+allowed to provision deals at will, so the replay does not re-run the flow *as the caller* (finance
+would be refused ``PROVISION``). Instead:
+
+1. the caller is checked for ``REPLAY_EXCEPTION`` and must see the exception's legal entity (an exception
+   with none only with every entity, like every read; an unseen one is ``NOT_FOUND``, so replay reveals
+   nothing about another entity);
+2. the flow runs as ``Principal.system("replay")`` (integration admin) scoped to the exception's legal
+   entity only — the work is exactly what the failed run was already authorised to do, and it cannot
+   reach into another entity (a deal moved to another entity since is refused, and the exception
+   re-opens ``FORBIDDEN``); an exception with no legal entity scopes the flow to the caller's grant;
+3. the ``replayException`` audit entry records the real caller (``result.actedAs`` names the system
+   principal); the flow's own audit entries carry ``system:replay`` and the same correlation id (one is
+   generated when the caller gave none), so the two are joined.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from canonical.errors import Conflict, GatewayError, Problem, ValidationFailed
+from canonical.errors import Conflict, GatewayError, NotFound, Problem, ValidationFailed
 from canonical.principal import Permission, Principal
 from mutations.deps import FlowDeps
 from mutations.governance import audit, describe_error, reason_code, unit_of_work
@@ -53,7 +74,14 @@ ReplayHandler = Callable[
 ]
 REPLAY_HANDLERS: dict[str, ReplayHandler] = {}
 #: where a flow's handler registers itself on import (so replay works before anything imported the flow)
-HANDLER_MODULES = {"provision_engagement": "mutations.provision"}
+HANDLER_MODULES = {
+    "provision_engagement": "mutations.provision",
+    "post_time": "mutations.time_posting",
+    "post_expense": "mutations.time_posting",
+    "release_milestone": "mutations.time_posting",
+}
+#: the principal a replayed flow runs as (scoped to the exception's legal entity; see the module docstring)
+REPLAY_PRINCIPAL = "replay"
 
 
 def register_replay(flow: str, handler: ReplayHandler) -> None:
@@ -73,30 +101,53 @@ async def _summary(deps: FlowDeps, exception_id: str) -> ExceptionSummary:
         return ExceptionSummary.of(await ExceptionRepo(session).get(exception_id))
 
 
+def _require_visible(principal: Principal, exception: IntegrationException) -> None:
+    """``NOT_FOUND`` for an exception in a legal entity the caller may not see (one with no legal entity
+    only with every entity): the same answer as for an id that does not exist."""
+    if not principal.visible([exception.legal_entity], lambda code: code):
+        raise NotFound("integration exception", exception.id)
+
+
+def acting_principal(caller: Principal, legal_entity: str | None) -> Principal:
+    """Who a replayed flow runs as: ``system:replay`` (integration admin) in ``legal_entity`` alone, or,
+    for an exception with no legal entity, within the caller's own grant."""
+    system = Principal.system(REPLAY_PRINCIPAL)
+    if legal_entity is not None:
+        return dataclasses.replace(system, all_entities=False, legal_entities=frozenset({legal_entity}))
+    return dataclasses.replace(system, all_entities=caller.all_entities, legal_entities=caller.legal_entities)
+
+
 async def replay_exception(
     deps: FlowDeps, exception_id: str, *, principal: Principal, correlation_id: str | None = None
 ) -> ReplayResult:
-    """Run the failed flow again from its first unfinished step; RESOLVED on success, OPEN again if not."""
+    """Run the failed flow again from its first unfinished step; RESOLVED on success, OPEN again if not.
+    ``principal`` is the caller (needs ``REPLAY_EXCEPTION``); the flow runs as ``acting_principal``."""
     action = "replayException"
-    principal.require(Permission.REPLAY_EXCEPTION, action=action)
+    correlation_id = correlation_id or f"replay-{uuid.uuid4().hex[:12]}"
+    audited = {"exceptionId": exception_id}
     try:
+        principal.require(Permission.REPLAY_EXCEPTION, action=action)
         async with unit_of_work(deps) as session:
-            exception = ExceptionSummary.of(
-                await ExceptionRepo(session, clock=deps.clock).mark_replaying(exception_id)
-            )
-        handler = _handler(exception.flow)
+            repo = ExceptionRepo(session, clock=deps.clock)
+            row = await repo.get(exception_id)
+            _require_visible(principal, row)
+            handler = _handler(row.flow)  # before REPLAYING: an unreplayable flow is left as it was
+            exception = ExceptionSummary.of(await repo.mark_replaying(exception_id))
+            legal_entity = row.legal_entity
     except GatewayError as exc:
         await audit(
             deps,
             principal,
             action,
             exc.code,
-            input={"exceptionId": exception_id},
+            input=audited,
+            result=exc.as_extensions(),
             correlation_id=correlation_id,
         )
         raise
+    actor = acting_principal(principal, legal_entity)
     try:
-        result, failed = await handler(deps, exception, principal, correlation_id)
+        result, failed = await handler(deps, exception, actor, correlation_id)
     except BaseException as exc:
         await _settle(deps, exception, None, failure=exc)
         after = await _summary(deps, exception_id)
@@ -105,8 +156,11 @@ async def replay_exception(
             principal,
             action,
             after.status,
-            input={"exceptionId": exception_id},
-            result=describe_error(exc) if isinstance(exc, Exception) else None,
+            input=audited,
+            result={
+                "actedAs": actor.subject,
+                "error": describe_error(exc) if isinstance(exc, Exception) else None,
+            },
             correlation_id=correlation_id,
         )
         raise
@@ -117,8 +171,8 @@ async def replay_exception(
         principal,
         action,
         after.status,
-        input={"exceptionId": exception_id},
-        result={"exception": after, "result": result, "failedExceptionId": failed},
+        input=audited,
+        result={"exception": after, "result": result, "failedExceptionId": failed, "actedAs": actor.subject},
         correlation_id=correlation_id,
     )
     return ReplayResult(after, result)
@@ -157,10 +211,10 @@ async def dismiss_exception(
         if not reason.strip():
             raise ValidationFailed([Problem("reason", "say why the exception is dismissed", "MISSING")])
         async with unit_of_work(deps) as session:
+            repo = ExceptionRepo(session, clock=deps.clock)
+            _require_visible(principal, await repo.get(exception_id))
             dismissed = ExceptionSummary.of(
-                await ExceptionRepo(session, clock=deps.clock).dismiss(
-                    exception_id, by=principal.subject, note=reason.strip()
-                )
+                await repo.dismiss(exception_id, by=principal.subject, note=reason.strip())
             )
     except GatewayError as exc:
         await audit(
@@ -169,6 +223,7 @@ async def dismiss_exception(
             action,
             exc.code,
             input={"exceptionId": exception_id, "reason": reason},
+            result=exc.as_extensions(),
             correlation_id=correlation_id,
         )
         raise
@@ -185,9 +240,12 @@ async def dismiss_exception(
 
 
 __all__ = [
+    "HANDLER_MODULES",
+    "REPLAY_PRINCIPAL",
     "ExceptionSummary",
     "ReplayHandler",
     "ReplayResult",
+    "acting_principal",
     "dismiss_exception",
     "register_replay",
     "replay_exception",

@@ -136,10 +136,14 @@ class RunRepo(Repository):
         units of work one at a time (``BEGIN IMMEDIATE``)."""
         await self.step(run_id, name, key)
         now = self.clock()
-        claimable = sa.or_(
-            IntegrationStep.status.not_in(("SUCCEEDED", "RUNNING")),
-            IntegrationStep.started_at.is_(None),
-            IntegrationStep.started_at <= now - stale_after,  # RUNNING, but the claimer is presumed dead
+        # SUCCEEDED is final, however old its ``started_at``: only a RUNNING claim goes stale.
+        claimable = sa.and_(
+            IntegrationStep.status != "SUCCEEDED",
+            sa.or_(
+                IntegrationStep.status != "RUNNING",
+                IntegrationStep.started_at.is_(None),
+                IntegrationStep.started_at <= now - stale_after,  # the claimer is presumed dead
+            ),
         )
         claim = (
             sa.update(IntegrationStep)

@@ -302,7 +302,7 @@ async def test_an_erp_fault_lands_in_the_queue_and_replay_resolves_it(graph: Gra
 
     assert (await graph.error(REPLAY, SALES, id=node["id"], key="r-1"))["code"] == "FORBIDDEN"
     await flow.faults("erp")
-    # integration_admin: replaying a provisioning re-runs provision_engagement, which finance may not
+    # the caller needs REPLAY_EXCEPTION only (finance would do too): the flow runs as system:replay
     replayed = await graph.data(REPLAY, ADMIN, id=node["id"], key="r-1", correlation_id="c-replay")
 
     outcome = replayed["replayException"]
@@ -321,7 +321,12 @@ async def test_an_erp_fault_lands_in_the_queue_and_replay_resolves_it(graph: Gra
         ("replayException", "COMPLETED"),
         ("replayException", "REPLAYED"),
     }
-    assert {e["principal"] for e in entries} == {"ops"} and entries[0]["roles"] == ["integration_admin"]
+    # The caller is audited for the replay; the flow itself ran as system:replay (see mutations.replay).
+    assert {(e["operation"], e["principal"]) for e in entries} == {
+        ("replayException", "ops"),
+        ("provision_engagement", "system:replay"),
+    }
+    assert all(e["roles"] == ["integration_admin"] for e in entries)
 
 
 async def test_integration_run_shows_steps_attempts_and_errors(graph: Graph, flow: Flow) -> None:

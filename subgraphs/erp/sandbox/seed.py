@@ -10,18 +10,18 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from canonical.enums import BillingMethod
+from canonical.mapping import demo_mapping
 from subgraphs.demo import LABOUR, LEGAL_ENTITIES, Firm
+from subgraphs.erp.mapping import job_billing_type
 from subgraphs.erp.sandbox.state import Body, Store
 
 CURRENCY_IDS = {"USD": 1, "EUR": 2, "GBP": 3}
 SERVICE_ITEM_BASE = 200
-JOB_BILLING_TYPE = {
-    "TIME_AND_MATERIALS": "timeAndMaterials",
-    "FIXED_FEE": "fixedBidInterval",
-    "MILESTONE": "fixedBidMilestone",
-    "RETAINER": "chargeBased",
-    "SUBSCRIPTION": "chargeBased",
-}
+#: ``jobBillingType`` of the seeded jobs by billing method: the demo firm's mapping set decides (fixed fee
+#: and milestone → fixed-bid milestone, retainer and subscription → fixed-bid interval), the same table
+#: the gateway's ``job_body`` writes with — no second table here to drift from it.
+JOB_BILLING_TYPE = {method.value: job_billing_type(method, demo_mapping()) for method in BillingMethod}
 SCHEDULE_TYPE = {
     "FIXED_FEE": "fixedFee",
     "MILESTONE": "milestone",

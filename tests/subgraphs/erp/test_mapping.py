@@ -4,6 +4,7 @@ import dataclasses
 import json
 from datetime import date
 from decimal import Decimal
+from importlib import resources
 from typing import Any
 
 from hypothesis import given, settings
@@ -11,17 +12,22 @@ from hypothesis import strategies as st
 
 from canonical.entities import Account, Address, Project, TimeEntry
 from canonical.enums import ApprovalStatus, BillingMethod, PostingStatus, ProjectStatus
+from canonical.mapping import demo_mapping, load_mapping_text
 from canonical.money import Money
+from subgraphs.demo import generate_firm
 from subgraphs.erp.client import ErpClient
 from subgraphs.erp.mapping import (
     account_from_customer,
+    billing_method_of_job_type,
     customer_body,
+    job_billing_type,
     job_body,
     project_from_job,
     time_bill_body,
     time_entry_from_time_bill,
 )
 from subgraphs.erp.refdata import Reference
+from subgraphs.erp.sandbox.seed import JOB_BILLING_TYPE
 
 REFERENCE = Reference(
     subsidiaries={"1": {}, "2": {}},
@@ -143,3 +149,65 @@ async def test_round_trip_through_the_sandbox(client: ErpClient) -> None:
     assert back == dataclasses.replace(account, erp_id=erp_id)
     rows = await client.customers_by_ids([erp_id])
     assert account_from_customer(rows[erp_id], reference).name == account.name
+
+
+# --- jobBillingType comes from the mapping set ------------------------------------------------------------
+
+DEMO_JOB_BILLING_TYPES = {
+    BillingMethod.FIXED_FEE: "fixedBidMilestone",  # FBM
+    BillingMethod.MILESTONE: "fixedBidMilestone",  # FBM
+    BillingMethod.TIME_AND_MATERIALS: "timeAndMaterials",  # TM
+    BillingMethod.RETAINER: "fixedBidInterval",  # FBI
+    BillingMethod.SUBSCRIPTION: "fixedBidInterval",  # FBI
+}
+
+
+def a_project(method: BillingMethod) -> Project:
+    return Project(
+        id="p-1",
+        account_id="a-1",
+        name="Mapped",
+        legal_entity="US01",
+        billing_method=method,
+        status=ProjectStatus.ACTIVE,
+    )
+
+
+def test_job_body_takes_the_billing_type_from_the_demo_mapping_set() -> None:
+    for method, expected in DEMO_JOB_BILLING_TYPES.items():
+        body = job_body(a_project(method), "1042", REFERENCE)
+        assert (body["jobBillingType"], body["custentity_p2c_billing_method"]) == (expected, method.value)
+    assert (
+        job_body(a_project(BillingMethod.FIXED_FEE), "1042", REFERENCE, demo_mapping())["jobBillingType"]
+        == "fixedBidMilestone"
+    )
+
+
+def test_job_body_follows_the_mapping_set_in_force() -> None:
+    text = resources.files("canonical").joinpath("demo_mapping.yaml").read_text(encoding="utf-8")
+    line = "  FIXED_FEE:          {erp_billing_type: FBM, schedule_template: milestones}"
+    assert line in text
+    firm = load_mapping_text(text.replace(line, line.replace("FBM", "FBI")), source="firm.yaml")
+    body = job_body(a_project(BillingMethod.FIXED_FEE), "1042", REFERENCE, firm)
+    assert body["jobBillingType"] == "fixedBidInterval"
+    assert job_billing_type(BillingMethod.FIXED_FEE, firm) == "fixedBidInterval"
+
+
+def test_the_sandbox_seed_bills_jobs_as_the_mapping_says() -> None:
+    """The seeded (day-one) jobs and the jobs the gateway writes agree on jobBillingType."""
+    assert {m.value: t for m, t in DEMO_JOB_BILLING_TYPES.items()} == JOB_BILLING_TYPE
+    # Two methods share each fixed-bid type: reading a job back needs custentity_p2c_billing_method.
+    assert billing_method_of_job_type("fixedBidMilestone") is None
+    assert billing_method_of_job_type("timeAndMaterials") is BillingMethod.TIME_AND_MATERIALS
+
+
+async def test_seeded_jobs_carry_the_mapped_billing_type(client: ErpClient) -> None:
+    firm = generate_firm(7, 30)  # the firm SandboxOptions(accounts=30) seeds (default seed 7)
+    rows = await client.suiteql("SELECT id, jobbillingtype FROM job")
+    by_id = {str(r["id"]): r for r in rows}
+    seen: set[str] = set()
+    for p in firm.projects:
+        row = by_id[str(p.erp_job_id)]
+        assert row["jobbillingtype"] == DEMO_JOB_BILLING_TYPES[BillingMethod(p.billing_method)]
+        seen.add(p.billing_method)
+    assert {"FIXED_FEE", "RETAINER"} <= seen
