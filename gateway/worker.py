@@ -5,16 +5,14 @@
     await worker.run(stop)                  # `p2c worker`: until ``stop`` is set (SIGTERM, SIGINT)
 
 Handlers are injected by kind, so a test (or a firm's extension) can run any flow; ``default_handlers``
-wires the gateway's own. Each item is claimed under a lease in its own transaction, run outside any
-transaction (the flow owns its units of work), then completed — or failed:
+wires the gateway's own. A claim takes up to ``batch`` items under a lease in one transaction; single
+handlers run the items one by one, a ``BatchHandler`` takes all of its kind at once and completes them in
+its own results transaction. Each item is run outside any transaction (the flow owns its units of work),
+then completed — or failed, retried or not as ``gateway.worker_batch.retry_decision`` says; a batch's
+failures are recorded in one transaction (``WorkQueueRepo.fail_many``), its completions in one statement
+(``complete_many``).
 
-- ``UpstreamUnavailable`` / ``UpstreamRateLimited`` (honouring ``Retry-After``), ``Conflict`` (the same
-  subject is being worked elsewhere), store and network errors, anything unexpected → back to the queue
-  after ``backoff(attempts)``, ``FAILED`` once ``max_attempts`` are spent;
-- any other ``GatewayError`` (bad data, permission, a vendor's refusal) → ``FAILED`` at once: retrying
-  cannot fix it, and the flow has opened an exception a person can fix and replay.
-
-Stopping is graceful: the item in hand is finished and recorded, nothing new is claimed. An item whose
+Stopping is graceful: the items in hand are finished and recorded, nothing new is claimed. An item whose
 worker died is claimed again when its lease runs out; the flows' step keys make that harmless.
 """
 
@@ -27,28 +25,37 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from canonical.errors import (
-    ConfigurationError,
-    Conflict,
-    GatewayError,
-    UpstreamRateLimited,
-    UpstreamUnavailable,
-)
-from gateway.correlation import new_correlation_id
+from canonical.errors import ConfigurationError, GatewayError
 from gateway.logs import get_logger
 from gateway.runtime.startup import load_mapping, preflight
 from gateway.runtime.systems import build_system
 from gateway.settings import Settings
 from gateway.types import SYSTEMS
+from gateway.worker_batch import (
+    BatchHandler,
+    Completer,
+    Handler,
+    Job,
+    Poller,
+    WorkerReport,
+    as_exception,
+    completer,
+    describe,
+    heartbeat,
+    job_of,
+    poll_summary,
+    record_failures,
+    retry_decision,
+)
+from mutations.billing_feedback import CRM_WRITEBACK, ErpChangePoller, crm_writeback
 from mutations.deps import FlowDeps
 from mutations.intake import PROVISION, run_provision
 from mutations.pollers import DEFAULT_LAG, OpportunityPoller
@@ -64,7 +71,7 @@ from mutations.time_posting import (
     release_milestone,
 )
 from store.db import make_engine, make_sessionmaker
-from store.models import WorkItem, utcnow
+from store.models import utcnow
 from store.repositories import WorkQueueRepo
 from store.repositories.queue import DEFAULT_LEASE
 from subgraphs.crm.client import CrmClient
@@ -72,60 +79,22 @@ from subgraphs.erp.client import ErpClient
 from subgraphs.psa.client import PsaClient
 
 log = get_logger("gateway.worker")
+__all__ = [
+    "BatchHandler",
+    "Handler",
+    "Job",
+    "Poller",
+    "Worker",
+    "WorkerReport",
+    "default_handlers",
+    "default_pollers",
+    "open_flow_deps",
+    "retry_decision",
+    "run_worker",
+]
 
 Clock = Callable[[], datetime]
 C = TypeVar("C")
-
-
-@dataclass(frozen=True)
-class Job:
-    """What a handler gets: one claimed work item."""
-
-    id: int
-    kind: str
-    payload: Mapping[str, Any]
-    attempts: int  # including this one
-    correlation_id: str
-
-
-Handler = Callable[[Job], Awaitable[object]]
-#: ``(jobs, complete) -> {job id: None (done, completed through ``complete``) | the error}``
-BatchFn = Callable[
-    [Sequence[Job], Callable[[AsyncSession, Sequence[int]], Awaitable[set[int]]]],
-    Awaitable[Mapping[int, BaseException | None]],
-]
-
-
-@dataclass(frozen=True)
-class BatchHandler:
-    """A handler that takes every claimed item of its kind at once (``post_time``: concurrent ERP writes,
-    one results transaction). It completes the items it finished through ``complete(session, ids)`` in
-    its own transaction — ``complete`` returns the ids whose lease was still ours — and returns, per item,
-    ``None`` or the error the worker then records like a single handler's (retry or FAILED)."""
-
-    fn: BatchFn
-
-
-class Poller(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def interval_s(self) -> float: ...
-
-    async def poll(self) -> object: ...
-
-
-@dataclass
-class WorkerReport:
-    polls: int = 0
-    poll_errors: int = 0
-    claimed: int = 0
-    done: int = 0
-    retried: int = 0
-    failed: int = 0
-    lost: int = 0  # finished, but the lease had been taken over meanwhile
-    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 def worker_name() -> str:
@@ -143,6 +112,7 @@ class Worker:
         batch: int = 10,
         lease: timedelta = DEFAULT_LEASE,
         idle_s: float = 1.0,
+        lanes: int = 1,
         clock: Clock = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -155,6 +125,7 @@ class Worker:
         self.batch = batch
         self.lease = lease
         self.idle_s = idle_s
+        self.lanes = max(1, lanes)  # batches in hand at once: one's store work overlaps another's writes
         self.clock = clock
         self.monotonic = monotonic
         self.report = WorkerReport()
@@ -174,14 +145,19 @@ class Worker:
                 result = await poller.poll()
             except (GatewayError, SQLAlchemyError, OSError) as exc:
                 self.report.poll_errors += 1
-                log.warning("worker.poll.failed", poller=poller.name, error=_describe(exc))
+                log.warning("worker.poll.failed", poller=poller.name, error=describe(exc))
             else:
-                log.info("worker.poll.done", poller=poller.name, **_summary(result))
+                log.info("worker.poll.done", poller=poller.name, **poll_summary(result))
 
-    def _seconds_to_next_poll(self) -> float:
-        if not self.pollers:
-            return self.idle_s
-        return max(0.0, min(self._next_poll.get(p.name, 0.0) for p in self.pollers) - self.monotonic())
+    async def _poll_until(self, stop: asyncio.Event) -> None:
+        """The pollers on their intervals, beside the queue: a slow poller (a vendor's rate limit, a big
+        window to read) never holds up the work already queued."""
+        while not stop.is_set():
+            await self.run_pollers()
+            now = self.monotonic()
+            due = min((self._next_poll.get(p.name, 0.0) for p in self.pollers), default=now + self.idle_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(due - now, 0.01))
 
     # -- the queue ---------------------------------------------------------------------------------------
     async def process_batch(self) -> int:
@@ -190,21 +166,25 @@ class Worker:
             items = await WorkQueueRepo(session, clock=self.clock).claim(
                 list(self.handlers), worker=self.name, batch=self.batch, lease=self.lease
             )
-            jobs = [_job(item) for item in items]
+            jobs = [job_of(item) for item in items]
         self.report.claimed += len(jobs)
+        if not jobs:
+            return 0
         batched: dict[str, list[Job]] = {}
-        for job in jobs:
-            if isinstance(self.handlers[job.kind], BatchHandler):
-                batched.setdefault(job.kind, []).append(job)
-            else:
-                await self._run(job)
-        for kind, group in batched.items():
-            await self._run_batch(kind, group)
+        beating = asyncio.create_task(heartbeat(self, [job.id for job in jobs], self.lease))
+        try:
+            for job in jobs:
+                if isinstance(self.handlers[job.kind], BatchHandler):
+                    batched.setdefault(job.kind, []).append(job)
+                else:
+                    await self._run(job)
+            for kind, group in batched.items():
+                await self._run_batch(kind, group)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
         return len(jobs)
-
-    async def _complete(self, session: AsyncSession, ids: Sequence[int]) -> set[int]:
-        queue = WorkQueueRepo(session, clock=self.clock)
-        return {i for i in ids if await queue.complete(i, self.name)}
 
     async def _run_batch(self, kind: str, jobs: list[Job]) -> None:
         handler = self.handlers[kind]
@@ -212,18 +192,17 @@ class Worker:
             raise TypeError(kind)
         started = self.monotonic()
         try:
-            results = await handler.fn(jobs, self._complete)
+            results = await handler.fn(jobs, completer(self.name, self.clock))
         except Exception as exc:
-            for job in jobs:
-                await self._failed(job, exc)
+            await record_failures(self, [(job, exc) for job in jobs])
             return
-        done = 0
+        failures: list[tuple[Job, BaseException]] = []
         for job in jobs:
             error = results.get(job.id, RuntimeError("no result for the item"))
             if error is not None:
-                await self._failed(job, error if isinstance(error, Exception) else RuntimeError(str(error)))
-                continue
-            done += 1
+                failures.append((job, as_exception(error)))
+        await record_failures(self, failures)
+        done = len(jobs) - len(failures)
         # Items the handler completed count as done; ``complete`` refused those whose lease was lost,
         # which the handler reports back as ``Conflict`` (retried) — never silently done twice.
         self.report.done += done
@@ -240,12 +219,11 @@ class Worker:
         started = self.monotonic()
         handler = self.handlers[job.kind]
         try:
-            if isinstance(handler, BatchHandler):
-                await self._run_batch(job.kind, [job])
-                return
+            if isinstance(handler, BatchHandler):  # pragma: no cover — process_batch dispatches these
+                raise TypeError(job.kind)
             await handler(job)
         except Exception as exc:
-            await self._failed(job, exc)
+            await record_failures(self, [(job, exc)])
             return
         async with self.sessionmaker.begin() as session:
             kept = await WorkQueueRepo(session, clock=self.clock).complete(job.id, self.name)
@@ -266,35 +244,14 @@ class Worker:
             correlation_id=job.correlation_id,
         )
 
-    async def _failed(self, job: Job, exc: Exception) -> None:
-        retry, delay = retry_decision(exc)
-        error = {"type": type(exc).__name__, "message": _describe(exc)}
-        if isinstance(exc, GatewayError):
-            error["code"] = exc.code
-        async with self.sessionmaker.begin() as session:
-            status = await WorkQueueRepo(session, clock=self.clock).fail(
-                job.id, self.name, error, retry=retry, delay=delay
-            )
-        if status is None:
-            self.report.lost += 1
-        elif status == "QUEUED":
-            self.report.retried += 1
-        else:
-            self.report.failed += 1
-        fields: dict[str, Any] = {
-            "item": job.id,
-            "kind": job.kind,
-            "attempts": job.attempts,
-            "status": status or "LOST",
-            "error": error["message"],
-            "correlation_id": job.correlation_id,
-        }
-        if isinstance(exc, GatewayError):
-            log.warning("worker.item.failed", code=exc.code, **fields)
-        else:  # not a failure we know: keep the trace for the operator
-            log.error("worker.item.crashed", exc_info=True, **fields)
-
     # -- loops -------------------------------------------------------------------------------------------
+    async def _lane(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if await self.process_batch() or stop.is_set():
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(self.idle_s, 0.01))
+
     async def drain(self) -> WorkerReport:
         """One round of every poller, then work until nothing is due (retries scheduled later stay)."""
         await self.run_pollers(force=True)
@@ -303,105 +260,65 @@ class Worker:
         return self.report
 
     async def run(self, stop: asyncio.Event) -> WorkerReport:
-        """Poll and work until ``stop`` is set; sleeps only when there is nothing to do."""
+        """Poll and work until ``stop`` is set; the queue sleeps only when there is nothing to do. A poll
+        under way when ``stop`` comes is cancelled: its cursor moves only with the work it queued."""
         log.info("worker.started", worker=self.name, kinds=",".join(self.handlers), pollers=len(self.pollers))
-        while not stop.is_set():
-            await self.run_pollers()
-            if await self.process_batch() or stop.is_set():
-                continue
-            pause = min(self.idle_s, self._seconds_to_next_poll())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(pause, 0.01))
+        polling = asyncio.create_task(self._poll_until(stop))
+        try:
+            await asyncio.gather(*(self._lane(stop) for _ in range(self.lanes)))
+        finally:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
         log.info("worker.stopped", worker=self.name, done=self.report.done, failed=self.report.failed)
         return self.report
-
-
-#: Codes worth another attempt: the upstream may answer later. ``StepFailed`` carries its reason code,
-#: so a flow step that failed this way (its exception opened) is retried too — the rerun resumes there.
-TRANSIENT_CODES = frozenset({"UPSTREAM_UNAVAILABLE", "UPSTREAM_TIMEOUT", "UPSTREAM_RATE_LIMITED", "CONFLICT"})
-
-
-def retry_decision(exc: BaseException) -> tuple[bool, timedelta | None]:
-    """(retry?, delay — None for the queue's backoff) for a handler's exception."""
-    if isinstance(exc, UpstreamRateLimited | UpstreamUnavailable):
-        after = exc.retry_after
-        return True, timedelta(seconds=after) if after is not None and after > 0 else None
-    if isinstance(exc, Conflict):
-        return True, None
-    if isinstance(exc, GatewayError):
-        return exc.code in TRANSIENT_CODES, None
-    return True, None  # store, network or a bug: maybe transient; max_attempts bounds it
-
-
-def _job(item: WorkItem) -> Job:
-    payload: Mapping[str, Any] = (
-        item.payload if isinstance(item.payload, Mapping) else {"value": item.payload}
-    )
-    correlation_id = payload.get("correlation_id")
-    return Job(
-        id=item.id,
-        kind=item.kind,
-        payload=payload,
-        attempts=item.attempts,
-        correlation_id=correlation_id if isinstance(correlation_id, str) else new_correlation_id(),
-    )
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, GatewayError):
-        return exc.message
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _summary(result: object) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in ("read", "cursor_after"):
-        if hasattr(result, name):
-            out[name] = getattr(result, name)
-    queued = getattr(result, "queued", None)
-    if isinstance(queued, list):
-        out["queued"] = len(queued)
-    return out
 
 
 # -- the process: `p2c worker` ---------------------------------------------------------------------------
 
 
 def default_handlers(
-    deps: FlowDeps, *, caches: PostingCaches | None = None
+    deps: FlowDeps, *, caches: PostingCaches | None = None, lease: timedelta | None = None
 ) -> dict[str, Handler | BatchHandler]:
-    """The gateway's own flows, by work item kind. Time and expense posting take whole batches."""
+    """The gateway's own flows, by work item kind. Time and expense posting take whole batches.
+
+    ``lease`` is the worker's work-item lease: posting heads claimed by a batch older than three leases
+    belong to a dead worker (a live one heartbeats its items every third of a lease)."""
     posting_caches = caches if caches is not None else PostingCaches()
+    stale_after = lease * 3 if lease is not None else None
 
     async def provision(job: Job) -> object:
         return await run_provision(deps, job.payload, correlation_id=job.correlation_id)
 
-    async def post(
-        jobs: Sequence[Job], complete: Callable[[AsyncSession, Sequence[int]], Awaitable[set[int]]]
-    ) -> Mapping[int, BaseException | None]:
-        return await post_jobs(deps, jobs, caches=posting_caches, complete=complete)
+    async def post(jobs: Sequence[Job], complete: Completer) -> Mapping[int, BaseException | None]:
+        return await post_jobs(deps, jobs, caches=posting_caches, complete=complete, stale_after=stale_after)
 
     async def release(job: Job) -> object:
         return await release_milestone(deps, job.payload, correlation_id=job.correlation_id)
+
+    async def writeback(job: Job) -> object:
+        return await crm_writeback(deps, job.payload, correlation_id=job.correlation_id)
 
     return {
         PROVISION: provision,
         POST_TIME: BatchHandler(post),
         POST_EXPENSE: BatchHandler(post),
         RELEASE_MILESTONE: release,
+        CRM_WRITEBACK: writeback,
     }
 
 
 def default_pollers(
     deps: FlowDeps, *, interval_s: float = 30.0, lag: timedelta = DEFAULT_LAG
 ) -> list[Poller]:
-    """CRM opportunities, PSA time entries and expenses (on ``interval_s``), PSA milestones (10× slower)."""
+    """CRM opportunities, PSA time entries and expenses, ERP billing changes (on ``interval_s``), PSA
+    milestones (10× slower)."""
     return [
         OpportunityPoller(deps, interval_s=interval_s, lag=lag),
         TimeEntryPoller(deps, interval_s=interval_s, lag=lag),
         ExpensePoller(deps, interval_s=interval_s, lag=lag),
         MilestonePoller(deps, interval_s=interval_s * 10),
+        ErpChangePoller(deps, interval_s=interval_s, lag=lag),
     ]
 
 
@@ -435,9 +352,13 @@ async def run_worker(
     poll_interval_s: float = 30.0,
     lag: timedelta = DEFAULT_LAG,
     batch: int = 10,
+    lease: timedelta = DEFAULT_LEASE,
+    kinds: Sequence[str] | None = None,
     stop: asyncio.Event | None = None,
 ) -> WorkerReport:
-    """``p2c worker``: drain and return with ``once``, else run until SIGTERM/SIGINT (or ``stop``)."""
+    """``p2c worker``: drain and return with ``once``, else run until SIGTERM/SIGINT (or ``stop``).
+    ``lease``: how long a claimed item stays this worker's before another may take it over; ``kinds``:
+    the work item kinds this worker takes (default all), e.g. workers dedicated to a month-end spike."""
     await preflight(settings, migrate_store=False)
     embedded = settings.embedded_systems()
     if embedded and not once:
@@ -448,7 +369,13 @@ async def run_worker(
         )
     async with open_flow_deps(settings) as deps:
         pollers = default_pollers(deps, interval_s=poll_interval_s, lag=lag)
-        worker = Worker(deps.sessionmaker, default_handlers(deps), pollers=pollers, batch=batch)
+        handlers = default_handlers(deps, lease=lease)
+        if kinds is not None:
+            unknown = sorted(set(kinds) - set(handlers))
+            if unknown or not kinds:
+                raise ConfigurationError(f"unknown work kinds {unknown}; known: {', '.join(handlers)}")
+            handlers = {k: h for k, h in handlers.items() if k in kinds}
+        worker = Worker(deps.sessionmaker, handlers, pollers=pollers, batch=batch, lease=lease)
         if once:
             return await worker.drain()
         stop = stop or asyncio.Event()

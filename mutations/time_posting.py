@@ -14,6 +14,7 @@ upstream/conflict error (retried by the queue with backoff).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Protocol
 
 from canonical.principal import Principal
@@ -58,12 +59,13 @@ async def post_jobs(
     *,
     caches: PostingCaches,
     complete: Completer | None = None,
+    stale_after: timedelta | None = None,
 ) -> dict[int, BaseException | None]:
     items = [
         PostItem.of(j.payload, job_id=j.id, correlation_id=j.correlation_id, attempts=j.attempts)
         for j in jobs
     ]
-    report = await post_items(deps, items, caches=caches, complete=complete)
+    report = await post_items(deps, items, caches=caches, complete=complete, stale_after=stale_after)
     results: dict[int, BaseException | None] = {}
     for item in items:
         if item.job_id is not None:

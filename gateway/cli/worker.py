@@ -3,6 +3,8 @@
     p2c worker                          # until SIGTERM / Ctrl-C; the item in hand is finished first
     p2c worker --once                   # one round of pollers, drain the queue, exit (cron, tests)
     p2c worker --poll-interval 10 --lag 120
+    p2c worker --batch 200 --lease 60       # bigger batches; a dead worker's items are retaken after 60 s
+    p2c worker --kinds post_time,post_expense   # a worker dedicated to posting (month end)
 
 Any number of workers may run against one PostgreSQL store: items are claimed with ``SKIP LOCKED``.
 Systems come from settings like the server's; a system without ``base_url`` is an in-process sandbox of
@@ -23,6 +25,7 @@ from gateway.cli._boundary import reported_errors
 from gateway.logs import configure_logging
 from gateway.settings import load_settings
 from gateway.worker import WorkerReport, run_worker
+from store.repositories.queue import DEFAULT_LEASE
 
 
 def worker(
@@ -34,6 +37,21 @@ def worker(
         float, typer.Option("--lag", min=0.0, help="seconds each poll re-reads before its cursor")
     ] = 60.0,
     batch: Annotated[int, typer.Option("--batch", min=1, max=500, help="items claimed at a time")] = 10,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            min=1.0,
+            help="seconds a claimed item stays ours before another worker "
+            "may take it over (a crashed worker's items wait this long)",
+        ),
+    ] = DEFAULT_LEASE.total_seconds(),
+    kinds: Annotated[
+        str | None,
+        typer.Option(
+            "--kinds", help="comma-separated work kinds to take, e.g. post_time,post_expense (default: all)"
+        ),
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="store URL (default: P2C_DATABASE_URL)")
     ] = None,
@@ -50,6 +68,8 @@ def worker(
                 poll_interval_s=poll_interval,
                 lag=timedelta(seconds=lag),
                 batch=batch,
+                lease=timedelta(seconds=lease),
+                kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds is not None else None,
             )
         )
     typer.echo(summary(report))

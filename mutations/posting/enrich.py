@@ -138,8 +138,8 @@ def _enrich(
     task = str(entry["task"]["name"])
     category = mapping.labour_category(task)
     service = mapping.time_service_item(task)
-    erp_item = _erp_item(snap, service.erp_item, category)
-    if erp_item is None:
+    erp_item = service.erp_item
+    if erp_item not in snap.reference.items:
         return Failure(
             MAPPING_MISSING,
             f"service item '{service.product_code}' (ERP item {service.erp_item}) is not in the ERP",
@@ -161,11 +161,3 @@ def _enrich(
         hours=_decimal(entry.get("hours")) or Decimal(0),
     )
 
-
-def _erp_item(snap: Snapshot, mapped: str, category: str) -> str | None:
-    """The mapped ERP item when the ERP knows it; else the ERP service item named after the labour
-    category (a firm whose mapping carries item names rather than internal ids)."""
-    items = snap.reference.items
-    if mapped in items:
-        return mapped
-    return next((i for i, r in items.items() if str(r.get("displayname") or "") == category), None)

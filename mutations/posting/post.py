@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -74,6 +75,7 @@ async def post_items(
     *,
     caches: PostingCaches,
     complete: Completer | None = None,
+    stale_after: timedelta | None = None,
 ) -> BatchReport:
     newest: dict[tuple[str, int], PostItem] = {}
     for item in items:
@@ -85,8 +87,12 @@ async def post_items(
         run = await RunRepo(session, clock=deps.clock).start(
             BATCH_FLOW, subject=f"{len(items)} items", input={"items": len(items)}
         )
+        # A head claim older than ``stale_after`` belongs to a dead worker (its batch was killed): the
+        # worker passes a few of its leases, so a taken-over item does not wait out the 60 s default.
         heads = await PostingRepo(session, clock=deps.clock).claim_heads(
-            run.id, sorted({i.spec.head(i.entry_id) for i in work})
+            run.id,
+            sorted({i.spec.head(i.entry_id) for i in work}),
+            **({"stale_after": stale_after} if stale_after is not None else {}),
         )
     report = BatchReport(run.id)
     for item in items:

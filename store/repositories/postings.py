@@ -97,18 +97,26 @@ class PostingRepo(Repository):
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        query = sa.select(IntegrationStep.key, IntegrationStep.result).where(IntegrationStep.key.in_(wanted))
-        return {row.key: row.result for row in await self.session.execute(query)}
+        found: dict[str, Any] = {}
+        for chunk in _chunks(wanted):
+            query = sa.select(IntegrationStep.key, IntegrationStep.result).where(
+                IntegrationStep.key.in_(chunk)
+            )
+            found.update({row.key: row.result for row in await self.session.execute(query)})
+        return found
 
     async def succeeded(self, keys: Iterable[str]) -> dict[str, Any]:
         """``{key: result}`` of the steps among ``keys`` that SUCCEEDED."""
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        query = sa.select(IntegrationStep.key, IntegrationStep.result).where(
-            IntegrationStep.key.in_(wanted), IntegrationStep.status == "SUCCEEDED"
-        )
-        return {row.key: row.result or {} for row in await self.session.execute(query)}
+        found: dict[str, Any] = {}
+        for chunk in _chunks(wanted):
+            query = sa.select(IntegrationStep.key, IntegrationStep.result).where(
+                IntegrationStep.key.in_(chunk), IntegrationStep.status == "SUCCEEDED"
+            )
+            found.update({row.key: row.result or {} for row in await self.session.execute(query)})
+        return found
 
     async def record_steps(self, run_id: str, steps: Sequence[StepRow]) -> None:
         """Insert or overwrite the steps of a batch in one statement."""
@@ -158,3 +166,11 @@ class PostingRepo(Repository):
         for row in await self.session.execute(query):
             found.setdefault(str(row.subject), []).append(str(row.id))
         return found
+
+
+#: Keys per IN list: PostgreSQL takes at most 32,767 bind parameters a statement, SQLite 32,766.
+IN_CHUNK = 5000
+
+
+def _chunks(keys: list[str], size: int = IN_CHUNK) -> list[list[str]]:
+    return [keys[i : i + size] for i in range(0, len(keys), size)]

@@ -5,6 +5,8 @@
     async with sessionmaker.begin() as session:                                      # worker
         items = await WorkQueueRepo(session).claim("post_time", worker="w1", batch=50)
     ... process, then complete(item.id, "w1") or fail(item.id, "w1", error)
+    done = await queue.complete_many([1, 2, 3], "w1")                  # a batch: one statement
+    statuses = await queue.fail_many({4: Failed(error), 5: Failed(error, retry=False)}, "w1")
 
 A claim is one statement: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
 RETURNING``. On PostgreSQL concurrent claimers skip each other's locked rows; SQLite has one writer, so
@@ -15,7 +17,7 @@ cannot finish an item someone else took over.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +36,16 @@ def backoff(
     """Exponential retry delay after ``attempts`` tries: 10 s, 20 s, 40 s, … at most an hour."""
     delay: timedelta = base * 2 ** max(attempts - 1, 0)
     return min(delay, cap)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """One failed attempt for ``fail_many``: the error to keep, whether to retry, and after how long
+    (None: the queue's ``backoff``)."""
+
+    error: Any
+    retry: bool = True
+    delay: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -123,11 +135,46 @@ class WorkQueueRepo(Repository):
         now = self.clock()
         return await self._update_claimed(item_id, worker, lease_expires_at=now + lease, updated_at=now)
 
+    async def extend_leases(
+        self, item_ids: Sequence[int], worker: str, lease: timedelta = DEFAULT_LEASE
+    ) -> set[int]:
+        """``extend_lease`` for a batch in one statement: the ids still ``worker``'s, now held ``lease``
+        longer. A worker heartbeats the batch in hand, so a short lease only ever expires on a dead one."""
+        if not item_ids:
+            return set()
+        now = self.clock()
+        statement = (
+            sa.update(WorkItem)
+            .where(
+                WorkItem.id.in_(list(item_ids)), WorkItem.status == "CLAIMED", WorkItem.claimed_by == worker
+            )
+            .values(lease_expires_at=now + lease, updated_at=now)
+            .returning(WorkItem.id)
+            .execution_options(synchronize_session=False)
+        )
+        return {int(i) for i in (await self.session.execute(statement)).scalars()}
+
     async def complete(self, item_id: int, worker: str) -> bool:
         """DONE; False when ``worker`` no longer holds the claim (its lease was taken over)."""
         return await self._update_claimed(
             item_id, worker, status="DONE", lease_expires_at=None, updated_at=self.clock()
         )
+
+    async def complete_many(self, item_ids: Sequence[int], worker: str) -> set[int]:
+        """DONE for every item of ``item_ids`` that ``worker`` still holds, in one statement; their ids
+        (an item whose lease was taken over is left to its new holder)."""
+        if not item_ids:
+            return set()
+        statement = (
+            sa.update(WorkItem)
+            .where(
+                WorkItem.id.in_(list(item_ids)), WorkItem.status == "CLAIMED", WorkItem.claimed_by == worker
+            )
+            .values(status="DONE", lease_expires_at=None, updated_at=self.clock())
+            .returning(WorkItem.id)
+            .execution_options(synchronize_session=False)
+        )
+        return {int(i) for i in (await self.session.execute(statement)).scalars()}
 
     async def fail(
         self, item_id: int, worker: str, error: Any, *, retry: bool = True, delay: timedelta | None = None
@@ -136,25 +183,53 @@ class WorkQueueRepo(Repository):
 
         Returns the new status, or None when ``worker`` no longer holds the claim.
         """
-        item = await self._claimed(item_id, worker)
-        if item is None:
-            return None
-        now = self.clock()
-        if retry and item.attempts < item.max_attempts:
-            status, available_at = "QUEUED", now + (delay if delay is not None else backoff(item.attempts))
-        else:
-            status, available_at = "FAILED", item.available_at
-        await self._update_claimed(
-            item_id,
-            worker,
-            status=status,
-            available_at=available_at,
-            last_error=error,
-            claimed_by=None,
-            lease_expires_at=None,
-            updated_at=now,
+        return (await self.fail_many({item_id: Failed(error, retry, delay)}, worker))[item_id]
+
+    async def fail_many(self, failures: Mapping[int, Failed], worker: str) -> dict[int, str | None]:
+        """``fail`` for a batch: one read of the items ``worker`` holds (locked on PostgreSQL), one
+        statement updating them all. ``{id: "QUEUED" | "FAILED" | None (no longer ours)}``."""
+        if not failures:
+            return {}
+        held = (
+            sa.select(WorkItem.id, WorkItem.attempts, WorkItem.max_attempts, WorkItem.available_at)
+            .where(
+                WorkItem.id.in_(list(failures)), WorkItem.status == "CLAIMED", WorkItem.claimed_by == worker
+            )
         )
-        return status
+        if self.dialect == "postgresql":
+            held = held.with_for_update()
+        now = self.clock()
+        statuses: dict[int, str | None] = dict.fromkeys(failures)
+        rows: list[dict[str, Any]] = []
+        for item_id, attempts, max_attempts, available_at in (await self.session.execute(held)).all():
+            failed = failures[item_id]
+            if failed.retry and attempts < max_attempts:
+                wait = failed.delay if failed.delay is not None else backoff(attempts)
+                status, due = "QUEUED", now + wait
+            else:
+                status, due = "FAILED", available_at
+            statuses[item_id] = status
+            rows.append({"b_id": item_id, "b_status": status, "b_due": due, "b_error": failed.error})
+        if rows:
+            statement = (
+                sa.update(WorkItem)
+                .where(
+                    WorkItem.id == sa.bindparam("b_id"),
+                    WorkItem.status == "CLAIMED",
+                    WorkItem.claimed_by == worker,
+                )
+                .values(
+                    status=sa.bindparam("b_status"),
+                    available_at=sa.bindparam("b_due", type_=WorkItem.available_at.type),
+                    last_error=sa.bindparam("b_error", type_=WorkItem.last_error.type),
+                    claimed_by=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            await (await self.session.connection()).execute(statement, rows)
+        return statuses
 
     async def requeue(self, item_id: int) -> bool:
         """A FAILED item back to the queue with fresh attempts (operator replay)."""
@@ -190,14 +265,6 @@ class WorkQueueRepo(Repository):
             oldest_waiting_age=(now - oldest) if oldest is not None else None,
             by_status=by_status,
         )
-
-    async def _claimed(self, item_id: int, worker: str) -> WorkItem | None:
-        query = (
-            sa.select(WorkItem)
-            .where(WorkItem.id == item_id, WorkItem.status == "CLAIMED", WorkItem.claimed_by == worker)
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.execute(query)).scalar_one_or_none()
 
     async def _update_claimed(self, item_id: int, worker: str, **values: Any) -> bool:
         result = await self.session.execute(

@@ -19,11 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -37,12 +33,12 @@ import sqlalchemy as sa
 from mutations.identity import account_canonical_id, provisioned_project_canonical_id
 from store.db import make_engine, make_sessionmaker
 from subgraphs.demo import generate_firm
+from tests.mutations.process_support import serve_sandboxes, spawn
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED, ACCOUNTS = 7, 30
-LATENCY_MS = 100
+LATENCY_MS = 250  # wide enough that a loaded machine still sees each step in flight
 
 DRIVER = """
 import asyncio, json, sys
@@ -95,52 +91,10 @@ KILL_POINTS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("P2C_")}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
-
-
 @pytest.fixture
 def sandboxes(tmp_path: Path) -> Iterator[dict[str, str]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    urls: dict[str, str] = {}
-    try:
-        for system in ("crm", "psa", "erp"):
-            port = _free_port()
-            command = [sys.executable, "-c", "from gateway.cli import app; app()"]
-            args = ["sandbox", "serve", system, "--port", str(port), "--db", str(tmp_path / f"{system}.db")]
-            args += ["--seed", str(SEED), "--accounts", str(ACCOUNTS)]
-            log = open(tmp_path / f"{system}.log", "wb")  # noqa: SIM115 — closed with the process
-            procs.append(subprocess.Popen(command + args, env=_env(), stdout=log, stderr=log, cwd=ROOT))
-            urls[system] = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        for url in urls.values():
-            while True:
-                try:
-                    httpx.put(f"{url}/__sandbox/faults", json={"latency_ms": LATENCY_MS}).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                        raise
-                    time.sleep(0.1)
+    with serve_sandboxes(tmp_path, seed=SEED, accounts=ACCOUNTS, faults={"latency_ms": LATENCY_MS}) as urls:
         yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.fixture
@@ -153,17 +107,7 @@ async def store(scratch_database_url: str) -> AsyncIterator[Any]:
 
 
 async def _driver(urls: dict[str, str], database_url: str, *args: str) -> asyncio.subprocess.Process:
-    env = _env(
-        P2C_DATABASE_URL=database_url,
-        P2C_CRM__BASE_URL=urls["crm"],
-        P2C_PSA__BASE_URL=urls["psa"],
-        P2C_ERP__BASE_URL=urls["erp"],
-        P2C_LOG_LEVEL="WARNING",
-    )
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-c", DRIVER, *args, env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+    return await spawn(urls, database_url, "-c", DRIVER, *args)
 
 
 STEPS = sa.text(
@@ -243,6 +187,7 @@ async def _exactly_one_of_everything(
     psa = PsaClient.from_config(PsaConfig(base_url=urls["psa"]))
     crm = CrmClient.from_config(CrmConfig(base_url=urls["crm"]))
     try:
+
         async def count(table: str, where: str) -> int:
             return int((await erp.suiteql(f"SELECT COUNT(*) AS n FROM {table} WHERE {where}"))[0]["n"])
 

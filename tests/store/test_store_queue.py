@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from store.db import make_engine, make_sessionmaker
 from store.migrate import upgrade_to_head
 from store.repositories import WorkQueueRepo, backoff
+from store.repositories.queue import Failed
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -152,3 +153,43 @@ async def test_an_open_claim_on_postgres_is_skipped_not_waited_for(pg_scratch_ur
         await engine.dispose()
     assert len(a) == len(b) == batch
     assert not {item.id for item in a} & {item.id for item in b}
+
+
+async def test_complete_many_and_fail_many_only_touch_what_the_worker_holds(
+    sessionmaker: Sessions, clock: Any
+) -> None:
+    async with sessionmaker.begin() as session:
+        queue = WorkQueueRepo(session, clock=clock)
+        ids = [await queue.enqueue("post_time", {"n": n}, max_attempts=2) for n in range(6)]
+        assert all(i is not None for i in ids)
+        mine = [item.id for item in await queue.claim("post_time", worker="w1", batch=5)]
+        (theirs,) = [item.id for item in await queue.claim("post_time", worker="w2", batch=5)]
+        assert await queue.complete_many([], "w1") == set()
+        assert await queue.complete_many([*mine[:2], theirs], "w1") == set(mine[:2])
+        delay = timedelta(seconds=3)
+        statuses = await queue.fail_many(
+            {
+                mine[2]: Failed({"code": "UPSTREAM_TIMEOUT"}),
+                mine[3]: Failed({"code": "CONFLICT"}, delay=delay),
+                mine[4]: Failed({"code": "BAD"}, retry=False),
+                theirs: Failed({"code": "X"}),
+                mine[0]: Failed({"code": "X"}),  # already DONE: no longer held
+            },
+            "w1",
+        )
+        assert statuses == {
+            mine[2]: "QUEUED", mine[3]: "QUEUED", mine[4]: "FAILED", theirs: None, mine[0]: None
+        }
+        rows = {i: row for i in (*mine, theirs) if (row := await queue.get(i)) is not None}
+        assert [rows[i].status for i in mine] == ["DONE", "DONE", "QUEUED", "QUEUED", "FAILED"]
+        assert rows[mine[2]].available_at == clock.now + backoff(1)
+        assert rows[mine[3]].available_at == clock.now + delay
+        assert rows[mine[3]].last_error == {"code": "CONFLICT"}
+        assert rows[mine[4]].claimed_by is None
+        assert (rows[theirs].status, rows[theirs].claimed_by) == ("CLAIMED", "w2")
+        clock.advance(seconds=20)
+        again = await queue.claim("post_time", worker="w1", batch=5)
+        assert sorted(item.id for item in again) == sorted(mine[2:4])
+        assert await queue.fail_many({i.id: Failed({"code": "UPSTREAM_TIMEOUT"}) for i in again}, "w1") == {
+            i.id: "FAILED" for i in again  # attempts spent
+        }
