@@ -1,5 +1,6 @@
 """Webhooks in: ``POST /webhooks/crm`` receives the CRM's signed change events, ``POST /webhooks/psa`` the
-PSA's (time entries, expenses, milestones — see ``psa_webhook``), signed the same way.
+PSA's (time entries, expenses, milestones — see ``psa_webhook``) and ``POST /webhooks/erp`` the ERP's
+(invoices, payments, credit memos — see ``erp_webhook``), signed the same way.
 
     POST /webhooks/crm
     X-P2C-Signature: sha256=<hex HMAC-SHA256 of the raw body with P2C_WEBHOOK_SECRET>
@@ -34,10 +35,12 @@ from canonical.errors import UpstreamError, ValidationFailed
 from gateway.errors import error_response
 from gateway.logs import get_logger
 from gateway.runtime import get_runtime
+from mutations.billing_feedback import handle_erp_event
 from mutations.intake import Clock, Outcome, handle_crm_event
 from mutations.time_posting import handle_psa_event
 from store.models import utcnow
 from subgraphs.crm.client import CrmClient
+from subgraphs.erp.client import ErpClient
 from subgraphs.psa.client import PsaClient
 
 log = get_logger("gateway.webhooks")
@@ -173,9 +176,40 @@ async def psa_webhook(request: Request) -> Response:
     return JSONResponse({"status": _STATUS[result.outcome]}, status_code=202)
 
 
+@dataclass(frozen=True)
+class _ErpDeps:
+    erp: ErpClient
+    sessionmaker: async_sessionmaker[AsyncSession]
+    clock: Clock = utcnow
+
+
+async def erp_webhook(request: Request) -> Response:
+    """``POST /webhooks/erp``: ``{"id", "recordType": "invoice" | "customerPayment" | "creditMemo",
+    "recordId", "action"?}``, signed like the CRM's. The record is read again from the ERP (503, nothing
+    stored, when it cannot be); ``mutations.billing_feedback.handle_erp_event`` records what changed."""
+    event = await _verified_json(request, "erp")
+    if isinstance(event, Response):
+        return event
+    runtime = get_runtime(request)
+    erp = runtime.systems["erp"].client
+    if not isinstance(erp, ErpClient):
+        return _error(request, 503, "UPSTREAM_UNAVAILABLE", "erp: no connector configured")
+    deps = _ErpDeps(erp=erp, sessionmaker=runtime.sessionmaker)
+    correlation_id = request.scope.get("state", {}).get("correlation_id")
+    try:
+        result = await handle_erp_event(deps, event, source="erp", correlation_id=correlation_id)
+    except ValidationFailed as exc:
+        return _error(request, 400, "BAD_REQUEST", exc.message)
+    except UpstreamError as exc:
+        return _error(request, 503, "UPSTREAM_UNAVAILABLE", f"erp: {exc.message}")
+    log.info("erp.webhook.received", event_id=result.event_id, outcome=str(result.outcome))
+    return JSONResponse({"status": _STATUS[result.outcome]}, status_code=202)
+
+
 def webhook_routes() -> list[Route]:
     """The routes to add to the app: ``table.extend(webhook_routes())``."""
     return [
         Route("/webhooks/crm", crm_webhook, methods=["POST"], name="webhook_crm"),
         Route("/webhooks/psa", psa_webhook, methods=["POST"], name="webhook_psa"),
+        Route("/webhooks/erp", erp_webhook, methods=["POST"], name="webhook_erp"),
     ]
