@@ -6,7 +6,8 @@ Middleware, outermost first: Starlette's error handler (masked 500) → correlat
 metrics → Starlette's exception handler → routes. The lifespan builds the ``Runtime`` (store engine,
 sessionmaker, one connector per system, in-process sandboxes) and closes it on shutdown.
 
-Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``/graphql`` (HTTP and WebSocket) and, in embedded
+Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``/graphql`` (HTTP and WebSocket), ``/graphql/stream``
+(subscriptions over SSE) and, in embedded
 mode, ``/sandbox/<crm|psa|erp>/...``. A later feature adds its routes in ``routes()``.
 """
 
@@ -30,6 +31,7 @@ from gateway.metrics import Metrics, metrics_endpoint
 from gateway.runtime import Runtime, open_runtime
 from gateway.runtime.embedded import SandboxMount
 from gateway.settings import Settings, load_settings
+from gateway.sse import sse_endpoint
 from gateway.types import SYSTEMS, SystemName
 from gateway.webhooks import webhook_routes
 
@@ -77,6 +79,7 @@ def routes(settings: Settings, metrics: Metrics) -> list[BaseRoute]:
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"], name="metrics"),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        Route("/graphql/stream", sse_endpoint(graphql), methods=["GET"]),  # subscriptions over SSE
     ]
     # All three are mounted whatever the settings say; one not embedded answers 404.
     table.extend(webhook_routes())

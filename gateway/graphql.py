@@ -23,7 +23,7 @@ Errors inside an executed operation keep the code the graph gave them; one witho
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 
 from cross_web import HTTPException as StrawberryHTTPException
@@ -32,18 +32,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UnsetType
 
 from canonical.errors import GatewayError, Unauthenticated, UpstreamUnavailable
 from canonical.principal import Principal
+from gateway.bus import SLOW_SUBSCRIBER_CLOSE_CODE, SLOW_SUBSCRIBER_REASON
 from gateway.correlation import current_correlation_id, new_correlation_id, scope_correlation_id
 from gateway.logs import get_logger
 from gateway.runtime import Runtime, get_runtime
 from gateway.settings import Settings
+from gateway.sse import ConnectionFeed, StreamContext, stream_context
 from gateway.types import SYSTEMS, Message, Receive, Scope, Send
 from resolvers.context import Context, build_context
-from resolvers.operations import IDEMPOTENCY_KEY_HEADER, with_operations
+from resolvers.operations import IDEMPOTENCY_KEY_HEADER, OperationsContext, with_operations
 from resolvers.schema import build_schema
 from subgraphs.crm.client import CrmClient
 from subgraphs.erp.client import ErpClient
@@ -64,6 +69,8 @@ class PayloadTooLarge(Exception):
 
 class GraphQLView(GraphQL[Context, None]):
     """Strawberry's view with the gateway's authentication, context, limits and error shape."""
+
+    protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL,)  # not the legacy graphql-ws: it could run before auth
 
     def __init__(self, settings: Settings) -> None:
         ide: Literal["graphiql"] | None = "graphiql" if settings.mode == "development" else None
@@ -136,32 +143,67 @@ class GraphQLView(GraphQL[Context, None]):
             sessionmaker=runtime.sessionmaker,
             correlation_id=current_correlation_id() or scope_correlation_id(connection.scope),
             batching=self.batching,
+            # the naive variant stays what it was: every read upstream, nothing kept across requests
+            cache=runtime.read_cache if self.batching else None,
         )
         # Flows need the mapping in force; a mutation may take its key from the Idempotency-Key header.
         key = connection.headers.get(IDEMPOTENCY_KEY_HEADER)
         return with_operations(context, mapping=runtime.mapping, idempotency_key=key)
 
-    # --- WebSocket (graphql-transport-ws) ---------------------------------------------------------
+    # --- WebSocket (graphql-transport-ws) and streaming contexts ------------------------------------
+    #
+    # The token travels in ``connection_init`` (``{"Authorization": "Bearer …"}`` or ``{"token": "…"}``),
+    # since browsers cannot set headers on a WebSocket; a bad or missing one closes with 4403 Forbidden.
+    # An ``Authorization`` header at the handshake still works: a bad one refuses the handshake (403), a
+    # good one stands when connection_init carries no token. Until the ack the connection's principal is
+    # nobody (no role, no entity), and strawberry refuses ``subscribe`` before the ack (4401).
+
+    def streaming_context(
+        self, runtime: Runtime, principal: Principal, connection: Request | WebSocket, feed: ConnectionFeed
+    ) -> StreamContext:
+        """The context of a WebSocket connection or an SSE stream: subscriptions read ``feed``."""
+        context = stream_context(cast(OperationsContext, self._context(runtime, principal, connection)), feed)
+        context.authenticator = runtime.authenticator
+        return context
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
-        try:
-            runtime = get_runtime(websocket)
-            principal = await runtime.authenticator.authenticate(websocket.headers.get("authorization"))
-        except GatewayError as exc:
-            log.info("gateway.graphql.ws.refused", code=exc.code, reason=exc.message)
-            # Closing before accepting answers the handshake with 403: no connection without a principal.
-            await websocket.close(code=1008)
-            return
-        scope.setdefault("state", {})[_PRINCIPAL] = principal
+        header = websocket.headers.get("authorization")
+        if header is not None:
+            try:
+                principal = await get_runtime(websocket).authenticator.authenticate(header)
+            except GatewayError as exc:
+                log.info("gateway.graphql.ws.refused", code=exc.code, reason=exc.message)
+                # Closing before accepting answers the handshake with 403.
+                await websocket.close(code=1008)
+                return
+            scope.setdefault("state", {})[_PRINCIPAL] = principal
         await super().__call__(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         # HTTP requests get their context passed to ``run``; only WebSocket connections arrive here.
         principal = request.scope.get("state", {}).get(_PRINCIPAL)
-        if not isinstance(principal, Principal):  # pragma: no cover - _websocket always sets it
-            raise Unauthenticated("missing bearer token")
-        return self._context(get_runtime(request), principal, request)
+        runtime = get_runtime(request)
+        on_overflow = _closer(response) if isinstance(response, WebSocket) else None
+        feed = ConnectionFeed(runtime.bus, on_overflow=on_overflow)
+        who = principal if isinstance(principal, Principal) else NOBODY
+        return self.streaming_context(runtime, who, request, feed)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        if not isinstance(context, StreamContext) or context.authenticator is None:  # pragma: no cover
+            raise ConnectionRejectionError
+        header = init_authorization(context.connection_params or {})
+        if header is None:
+            if context.principal is NOBODY:
+                log.info("gateway.graphql.ws.refused", code="UNAUTHENTICATED", reason="missing bearer token")
+                raise ConnectionRejectionError
+            return _ACK
+        try:
+            context.principal = await context.authenticator.authenticate(header)
+        except GatewayError as exc:
+            log.info("gateway.graphql.ws.refused", code=exc.code, reason=exc.message)
+            raise ConnectionRejectionError from None
+        return _ACK
 
     # --- results ----------------------------------------------------------------------------------
 
@@ -268,6 +310,40 @@ def unauthenticated_response(request: Request, exc: Unauthenticated) -> JSONResp
     return error_response(
         request, 401, exc.code, exc.message, exc.extensions, headers={"WWW-Authenticate": challenge}
     )
+
+
+_ACK: UnsetType = UnsetType()  # connection_ack without a payload
+NOBODY = Principal(subject="anonymous")  # a WebSocket before connection_init: sees nothing
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def init_authorization(params: Mapping[str, object]) -> str | None:
+    """The ``Authorization`` value a ``connection_init`` payload carries, if any."""
+    for name in ("Authorization", "authorization"):
+        value = params.get(name)
+        if isinstance(value, str):
+            return value
+    token = params.get("token")
+    if isinstance(token, str):
+        return f"Bearer {token}"
+    return None
+
+
+def _closer(websocket: WebSocket) -> Callable[[], None]:
+    """What the bus calls when this connection's subscriber falls too far behind: close, with a code."""
+
+    async def close() -> None:
+        try:
+            await websocket.close(code=SLOW_SUBSCRIBER_CLOSE_CODE, reason=SLOW_SUBSCRIBER_REASON)
+        except Exception as exc:  # already closing or gone: nothing left to tell the client
+            log.debug("gateway.graphql.ws.close_failed", error=type(exc).__name__)
+
+    def schedule() -> None:
+        task = asyncio.get_running_loop().create_task(close())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    return schedule
 
 
 def graphql_app(settings: Settings) -> GraphQLView:

@@ -7,6 +7,8 @@
     ├── systems         {"crm" | "psa" | "erp": SystemRuntime(client, sandbox, config, ...)}
     ├── mapping         the loaded mapping (shipped demo mapping unless P2C_MAPPING_PATH)
     ├── authenticator   the one bearer-token Authenticator (it holds the JWKS cache)
+    ├── read_cache      cross-request read caches of the graph (resolvers.cache.ReadCache)
+    ├── bus             the event bus: outbox → subscriptions, LISTEN/NOTIFY across processes (gateway.bus)
     └── metrics         this app's Prometheus instruments
 
 In the embedded demo (all three systems on in-process sandboxes) start-up also runs backfill once, so the
@@ -19,19 +21,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from gateway.auth import AuthConfig, Authenticator
+from gateway.bus import EventBus
 from gateway.metrics import Metrics
 from gateway.runtime.demo import backfill_demo
 from gateway.runtime.startup import load_mapping
 from gateway.runtime.systems import SystemClient, SystemRuntime, build_system
 from gateway.settings import Settings
 from gateway.types import SYSTEMS, SystemName
+from resolvers.cache import ReadCache
 from store.db import make_engine, make_sessionmaker
 
 
@@ -44,6 +48,8 @@ class Runtime:
     metrics: Metrics
     mapping: Any  # canonical.mapping's loaded mapping; None while that package is not installed
     authenticator: Authenticator
+    read_cache: ReadCache = field(default_factory=ReadCache)
+    bus: EventBus | None = None  # started by open_runtime
 
     def client(self, name: SystemName) -> SystemClient:
         """The connector of ``name``; raises ``LookupError`` with the reason when there is none."""
@@ -75,7 +81,11 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Ru
             metrics=metrics,
             mapping=mapping,
             authenticator=authenticator,
+            read_cache=ReadCache(psa_ttl_s=settings.psa.aggregate_ttl_s),
         )
+        runtime.bus = EventBus(runtime.sessionmaker, settings.database_url)
+        await runtime.bus.start()
+        stack.push_async_callback(runtime.bus.close)
         if all(system.embedded for system in systems.values()):
             await backfill_demo(runtime)
         yield runtime

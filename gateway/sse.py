@@ -1,0 +1,201 @@
+"""Subscriptions over Server-Sent Events, for clients that cannot open a WebSocket.
+
+    GET /graphql/stream?query=subscription{invoiceStatusChanged{eventId invoice{status}}}&variables={...}
+    Authorization: Bearer <jwt>
+    Last-Event-ID: 41            (optional; an EventSource sends it by itself when it reconnects)
+
+Answers ``text/event-stream``; every event is::
+
+    id: 42
+    event: next
+    data: {"data": {"invoiceStatusChanged": {...}}}
+
+``id`` is the outbox event id, so a reconnecting ``EventSource`` resumes exactly after the last event it
+got. Refusals before the stream opens are GraphQL-shaped JSON with a status (401 no/bad token, 422 no
+query or bad variables); a query that does not validate, or an error during the stream, is one
+``event: next`` carrying coded ``errors``, then ``event: complete``.
+A comment line (``: keep-alive``) goes out every ``KEEPALIVE_S`` so proxies keep the connection.
+
+This module also holds what both streaming transports (SSE and the WebSocket of ``gateway.graphql``) put
+on the resolvers' context: ``StreamContext`` (the operations context plus the event feed and the
+WebSocket's ``connection_init`` payload) and ``ConnectionFeed`` (the bus, seen by one connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from strawberry.types.graphql import OperationType
+
+from canonical.errors import GatewayError, Unauthenticated, ValidationFailed
+from gateway.auth import Authenticator
+from gateway.bus import EventBus
+from gateway.logs import get_logger
+from resolvers.operations import OperationsContext
+from resolvers.types.events import BusEvent
+
+if TYPE_CHECKING:
+    from gateway.graphql import GraphQLView
+
+log = get_logger("gateway.sse")
+
+KEEPALIVE_S = 15.0
+
+
+@dataclass
+class ConnectionFeed:
+    """The bus as one connection's subscriptions see it (``resolvers.types.events.EventFeed``).
+
+    ``last_event_id`` is the resume point the transport itself carries (SSE's ``Last-Event-ID``); it
+    wins over the operation's ``lastEventId`` argument when it is further on. ``last_delivered`` is the
+    id of the newest event handed out, which SSE writes as the event's ``id:``.
+    """
+
+    bus: EventBus | None
+    on_overflow: Callable[[], None] | None = None
+    last_event_id: int | None = None
+    last_delivered: int | None = field(default=None, init=False)
+
+    async def subscribe(
+        self,
+        *,
+        topics: frozenset[str],
+        accept: Callable[[BusEvent], bool],
+        last_event_id: int | None = None,
+    ) -> AsyncIterator[BusEvent]:
+        if self.bus is None:
+            raise GatewayError("the event bus is not running")
+        resume = last_event_id
+        if self.last_event_id is not None and (resume is None or self.last_event_id > resume):
+            resume = self.last_event_id
+        events = self.bus.subscribe(
+            topics=topics, accept=accept, last_event_id=resume, on_overflow=self.on_overflow
+        )
+        try:
+            async for event in events:
+                self.last_delivered = event.id
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+
+@dataclass
+class StreamContext(OperationsContext):
+    """The context of a streaming connection: ``events`` feeds the subscription resolvers."""
+
+    events: ConnectionFeed | None = None
+    connection_params: dict[str, Any] | None = None  # the WebSocket's connection_init payload
+    authenticator: Authenticator | None = None  # checks the token connection_init carries
+
+
+def stream_context(context: OperationsContext, feed: ConnectionFeed) -> StreamContext:
+    fields = {name: getattr(context, name) for name in OperationsContext.__dataclass_fields__}
+    return StreamContext(**fields, events=feed)
+
+
+def _event(kind: str, body: Any, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(body, separators=(',', ':'), default=str)}\n\n"
+
+
+def _request_data(request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
+    query = request.query_params.get("query")
+    if not query:
+        raise ValidationFailed("the query parameter 'query' is required", subject="query")
+    raw = request.query_params.get("variables")
+    variables: dict[str, Any] | None = None
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise ValidationFailed("'variables' must be a JSON object", subject="variables") from None
+        if not isinstance(parsed, dict):
+            raise ValidationFailed("'variables' must be a JSON object", subject="variables")
+        variables = parsed
+    return query, variables, request.query_params.get("operationName")
+
+
+def _last_event_id(request: Request) -> int | None:
+    value = (request.headers.get("last-event-id") or "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValidationFailed("Last-Event-ID must be an event id received earlier", subject="Last-Event-ID")
+    return int(value)
+
+
+def sse_endpoint(view: GraphQLView) -> Callable[[Request], Any]:
+    """The ``GET /graphql/stream`` endpoint over ``view``'s schema, authentication and context."""
+    from gateway.graphql import error_response, unauthenticated_response
+    from gateway.runtime import get_runtime
+
+    async def stream(request: Request) -> Response:
+        overflowed = asyncio.Event()
+        try:
+            query, variables, operation_name = _request_data(request)
+            runtime = get_runtime(request)
+            principal = await runtime.authenticator.authenticate(request.headers.get("authorization"))
+            feed = ConnectionFeed(runtime.bus, overflowed.set, _last_event_id(request))
+            context = view.streaming_context(runtime, principal, request, feed)
+        except Unauthenticated as exc:
+            return unauthenticated_response(request, exc)
+        except GatewayError as exc:
+            return error_response(request, exc.http_status, exc.code, exc.message, exc.extensions)
+        result = await view.schema.stream(
+            query,
+            variable_values=variables,
+            context_value=context,
+            operation_name=operation_name,
+            allowed_operation_types=(OperationType.SUBSCRIPTION,),
+        )
+        return StreamingResponse(
+            _events(view, request, result, feed),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return stream
+
+
+async def _events(
+    view: GraphQLView, request: Request, results: Any, feed: ConnectionFeed
+) -> AsyncIterator[str]:
+    """The SSE lines of one subscription: each result as ``next``, keep-alives between, ``complete``."""
+    iterator = aiter(results)
+    pending: asyncio.Task[Any] | None = None
+    try:
+        yield ": stream open\n\n"
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            if not done:
+                yield ": keep-alive\n\n"
+                continue
+            task, pending = pending, None
+            try:
+                result = task.result()
+            except StopAsyncIteration:
+                break
+            body = await view.process_result(request, result)  # codes errors like /graphql does
+            yield _event("next", body, feed.last_delivered if not result.errors else None)
+            if result.errors and result.data is None:
+                break
+        yield _event("complete", None)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        with contextlib.suppress(Exception):
+            await results.aclose()
+
+
+__all__ = ["KEEPALIVE_S", "ConnectionFeed", "StreamContext", "sse_endpoint", "stream_context"]
