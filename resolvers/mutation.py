@@ -43,6 +43,9 @@ from resolvers.operations import (
     load_exception,
 )
 from resolvers.query import Query
+from resolvers.reconciliation import ReconciliationQuery
+from resolvers.subscription import Subscription
+from resolvers.sync import SyncMutation, SyncQuery
 from resolvers.types.operations import (
     EngagementInput,
     IntegrationException,
@@ -209,7 +212,11 @@ class Mutation:
 def extend_schema_kwargs() -> dict[str, Any]:
     """``query`` and ``mutation`` for ``strawberry.federation.Schema``: the read graph's ``Query`` with the
     operations' fields merged in, and this ``Mutation``."""
-    return {"query": merge_types("Query", (Query, OperationsQuery)), "mutation": Mutation}
+    return {
+        "query": merge_types("Query", (Query, OperationsQuery, SyncQuery, ReconciliationQuery)),
+        "mutation": merge_types("Mutation", (Mutation, SyncMutation)),
+        "subscription": Subscription,
+    }
 
 
 __all__ = ["IDEMPOTENCY_KEY_HEADER", "Mutation", "extend_schema_kwargs", "resolve_idempotency_key"]
