@@ -23,24 +23,25 @@ Wiring (``resolvers/schema.py``)::
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import strawberry
 from strawberry.tools import merge_types
 
-from canonical.errors import NotFound, PermissionDenied
+from canonical.errors import NotFound
 from canonical.principal import Permission
-from mutations.deps import FlowDeps
-from mutations.governance import audit, jsonable, run_idempotent
+from mutations.governance import jsonable, run_idempotent
 from mutations.provision import ProvisionResult, provision_engagement
 from mutations.replay import ExceptionSummary, ReplayResult, dismiss_exception, replay_exception
 from resolvers.context import Info
 from resolvers.operations import (
     IDEMPOTENCY_KEY_HEADER,
-    OperationsContext,
+    KeyArgument,
     OperationsQuery,
     flow_deps,
     load_exception,
+    permit,
+    resolve_idempotency_key,
 )
 from resolvers.query import Query
 from resolvers.reconciliation import ReconciliationQuery
@@ -57,37 +58,6 @@ from resolvers.types.operations import (
 PROVISION = "provisionEngagement"
 REPLAY = "replayException"
 DISMISS = "dismissException"
-
-KeyArgument = Annotated[
-    str | None,
-    strawberry.argument(description="When omitted, the Idempotency-Key header. One of them is required."),
-]
-
-
-def resolve_idempotency_key(info: Info, argument: str | None) -> str | None:
-    """The argument when given (even empty: that is a missing key), else the request's header."""
-    if argument is not None:
-        return argument
-    ctx = info.context
-    return ctx.idempotency_key if isinstance(ctx, OperationsContext) else None
-
-
-async def _permit(deps: FlowDeps, info: Info, permission: Permission, action: str, input: Any) -> None:
-    """``FORBIDDEN`` before anything else, audited like every other outcome."""
-    ctx = info.context
-    try:
-        ctx.principal.require(permission, action=action)
-    except PermissionDenied as exc:
-        await audit(
-            deps,
-            ctx.principal,
-            action,
-            exc.code,
-            input=jsonable(input),
-            result=exc.as_extensions(),
-            correlation_id=ctx.correlation_id,
-        )
-        raise
 
 
 async def _visible(info: Info, exception_id: str) -> None:
@@ -123,7 +93,7 @@ class Mutation:
         ctx, deps = info.context, flow_deps(info)
         engagement = flow_input(input)
         request = {"opportunityId": str(opportunity_id), "input": engagement}
-        await _permit(deps, info, Permission.PROVISION, PROVISION, request)
+        await permit(deps, info, Permission.PROVISION, PROVISION, request)
 
         async def provision() -> ProvisionResult:
             return await provision_engagement(
@@ -156,7 +126,7 @@ class Mutation:
     ) -> ReplayOutcome:
         ctx, deps = info.context, flow_deps(info)
         request = {"exceptionId": str(id)}
-        await _permit(deps, info, Permission.REPLAY_EXCEPTION, REPLAY, request)
+        await permit(deps, info, Permission.REPLAY_EXCEPTION, REPLAY, request)
 
         async def replay() -> ReplayResult:
             await _visible(info, str(id))
@@ -188,7 +158,7 @@ class Mutation:
     ) -> IntegrationException:
         ctx, deps = info.context, flow_deps(info)
         request = {"exceptionId": str(id), "reason": reason}
-        await _permit(deps, info, Permission.DISMISS_EXCEPTION, DISMISS, request)
+        await permit(deps, info, Permission.DISMISS_EXCEPTION, DISMISS, request)
 
         async def dismiss() -> ExceptionSummary:
             await _visible(info, str(id))

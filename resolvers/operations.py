@@ -17,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import strawberry
 
-from canonical.errors import ConfigurationError, NotFound
+from canonical.errors import ConfigurationError, NotFound, PermissionDenied
 from canonical.mapping import MappingSet
 from canonical.principal import Permission, Principal
 from mutations.deps import Clock, FlowDeps
+from mutations.governance import audit, jsonable
 from mutations.provision import provisioning_options, validate_engagement
 from resolvers.context import Context, Info
 from resolvers.pagination import DEFAULT_PAGE_SIZE, Connection, check_page_size, decode_cursor, paginate
@@ -56,6 +58,38 @@ class OperationsContext(Context):
     mapping: MappingSet | None = None
     idempotency_key: str | None = None
     clock: Clock = utcnow
+
+
+KeyArgument = Annotated[
+    str | None,
+    strawberry.argument(description="When omitted, the Idempotency-Key header. One of them is required."),
+]
+
+
+def resolve_idempotency_key(info: Info, argument: str | None) -> str | None:
+    """The argument when given (even empty: that is a missing key), else the request's header."""
+    if argument is not None:
+        return argument
+    ctx = info.context
+    return ctx.idempotency_key if isinstance(ctx, OperationsContext) else None
+
+
+async def permit(deps: FlowDeps, info: Info, permission: Permission, action: str, input: Any) -> None:
+    """``FORBIDDEN`` before anything else, audited like every other outcome of a mutation."""
+    ctx = info.context
+    try:
+        ctx.principal.require(permission, action=action)
+    except PermissionDenied as exc:
+        await audit(
+            deps,
+            ctx.principal,
+            action,
+            exc.code,
+            input=jsonable(input),
+            result=exc.as_extensions(),
+            correlation_id=ctx.correlation_id,
+        )
+        raise
 
 
 def with_operations(

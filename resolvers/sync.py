@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import strawberry
 from aiodataloader import DataLoader
@@ -45,9 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical import entities
 from canonical.enums import ApprovalStatus, PostingStatus
-from canonical.errors import PermissionDenied
 from canonical.principal import Permission, Role
-from mutations.governance import audit, jsonable, run_idempotent
+from mutations.governance import run_idempotent
 from mutations.intake import PROVISION
 from mutations.intake import format_stamp as _stamp
 from mutations.pollers import OPPORTUNITY_CURSOR
@@ -56,7 +55,7 @@ from mutations.posting.intake import EXPENSE_CURSOR, TIME_CURSOR
 from mutations.posting.model import EXPENSE, POST_EXPENSE, POST_TIME, RELEASE_MILESTONE, TIME, Spec
 from mutations.provisioning.outcomes import FLOW as PROVISION_FLOW
 from resolvers.context import Info
-from resolvers.operations import OperationsContext, flow_deps, now_of
+from resolvers.operations import KeyArgument, flow_deps, now_of, permit, resolve_idempotency_key
 from resolvers.types.sync import FlowSyncStatus, PollerCursor, ReasonCount, SyncPassResult, SyncStatus
 from store.repositories import WorkQueueRepo
 from store.repositories.postings import PostingRepo
@@ -82,19 +81,6 @@ POLLER_CURSORS: Mapping[str, str] = {
 }
 #: Who may read ``syncStatus``.
 SYNC_READERS = (Role.INTEGRATION_ADMIN, Role.FINANCE, Role.AUDITOR)
-
-KeyArgument = Annotated[
-    str | None,
-    strawberry.argument(description="When omitted, the Idempotency-Key header. One of them is required."),
-]
-
-
-def _key(info: Info, argument: str | None) -> str | None:
-    """As ``resolvers.mutation.resolve_idempotency_key``: the argument when given, else the header."""
-    if argument is not None:
-        return argument
-    ctx = info.context
-    return ctx.idempotency_key if isinstance(ctx, OperationsContext) else None
 
 
 async def sync_status(info: Info) -> SyncStatus:
@@ -144,19 +130,7 @@ class SyncMutation:
     ) -> SyncPassResult:
         ctx, deps = info.context, flow_deps(info)
         request: dict[str, Any] = {"since": _stamp(since)}
-        try:
-            ctx.principal.require(Permission.POST_TIME, action=SYNC_APPROVED_TIME)
-        except PermissionDenied as exc:
-            await audit(
-                deps,
-                ctx.principal,
-                SYNC_APPROVED_TIME,
-                exc.code,
-                input=jsonable(request),
-                result=exc.as_extensions(),
-                correlation_id=ctx.correlation_id,
-            )
-            raise
+        await permit(deps, info, Permission.POST_TIME, SYNC_APPROVED_TIME, request)
 
         async def sync() -> ForcedIntake:
             return await force_intake(deps, since, correlation_id=ctx.correlation_id)
@@ -165,7 +139,7 @@ class SyncMutation:
             deps,
             ctx.principal,
             SYNC_APPROVED_TIME,
-            _key(info, idempotency_key),
+            resolve_idempotency_key(info, idempotency_key),
             request,
             sync,
             load=ForcedIntake.from_json,

@@ -13,12 +13,15 @@ person); non-zero only when a system or the store cannot be reached.
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from canonical.errors import ConfigurationError
 from gateway.cli._boundary import reported_errors
@@ -36,8 +39,18 @@ from subgraphs.psa.client import PsaClient
 C = TypeVar("C")
 
 
-async def backfill_from_settings(settings: Settings) -> BackfillReport:
-    """Build the three connectors and the store from ``settings``, run backfill, close everything."""
+@dataclass(frozen=True)
+class Systems:
+    crm: CrmClient
+    psa: PsaClient
+    erp: ErpClient
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+@asynccontextmanager
+async def connected_systems(settings: Settings) -> AsyncIterator[Systems]:
+    """The three connectors and the store, built from ``settings`` and closed on exit: what a one-shot
+    command (backfill, reconcile) needs."""
     await preflight(settings, migrate_store=False)
     async with AsyncExitStack() as stack:
         clients: dict[str, object] = {}
@@ -49,11 +62,19 @@ async def backfill_from_settings(settings: Settings) -> BackfillReport:
             clients[name] = system.client
         engine = make_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
-        return await run_backfill(
+        yield Systems(
             crm=_as(CrmClient, clients["crm"]),
             psa=_as(PsaClient, clients["psa"]),
             erp=_as(ErpClient, clients["erp"]),
             sessionmaker=make_sessionmaker(engine),
+        )
+
+
+async def backfill_from_settings(settings: Settings) -> BackfillReport:
+    """Build the three connectors and the store from ``settings``, run backfill, close everything."""
+    async with connected_systems(settings) as systems:
+        return await run_backfill(
+            crm=systems.crm, psa=systems.psa, erp=systems.erp, sessionmaker=systems.sessionmaker
         )
 
 

@@ -19,7 +19,6 @@ import asyncio
 import csv
 import io
 import json
-from contextlib import AsyncExitStack
 from datetime import date
 from typing import Annotated
 
@@ -27,18 +26,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from canonical.errors import ConfigurationError
 from gateway.cli._boundary import EXIT_BAD_INPUT, fail, reported_errors
-from gateway.cli.backfill import _as
-from gateway.runtime.startup import preflight
-from gateway.runtime.systems import build_system
+from gateway.cli.backfill import connected_systems
 from gateway.settings import Settings, load_settings
-from gateway.types import SYSTEMS
 from mutations.reconciliation import CATEGORIES, ReconciliationReport, reconcile, validate_period
-from store.db import make_engine, make_sessionmaker
-from subgraphs.crm.client import CrmClient
-from subgraphs.erp.client import ErpClient
-from subgraphs.psa.client import PsaClient
 
 FORMATS = ("table", "csv", "json")
 EXIT_MISMATCHES = 1
@@ -63,22 +54,12 @@ async def reconcile_from_settings(
 ) -> ReconciliationReport:
     """Build the three connectors and the store from ``settings`` (as ``p2c backfill`` does), reconcile,
     close everything."""
-    await preflight(settings, migrate_store=False)
-    async with AsyncExitStack() as stack:
-        clients: dict[str, object] = {}
-        for name in SYSTEMS:
-            system = build_system(name, settings)
-            if system.client is None:
-                raise ConfigurationError(f"{name}: {system.unavailable or 'no connector'}")
-            stack.push_async_callback(system.client.aclose)
-            clients[name] = system.client
-        engine = make_engine(settings.database_url)
-        stack.push_async_callback(engine.dispose)
+    async with connected_systems(settings) as systems:
         return await reconcile(
-            crm=_as(CrmClient, clients["crm"]),
-            psa=_as(PsaClient, clients["psa"]),
-            erp=_as(ErpClient, clients["erp"]),
-            sessionmaker=make_sessionmaker(engine),
+            crm=systems.crm,
+            psa=systems.psa,
+            erp=systems.erp,
+            sessionmaker=systems.sessionmaker,
             legal_entity=legal_entity,
             period_start=period_start,
             period_end=period_end,
