@@ -86,7 +86,7 @@ def _require_postgres() -> str:
     if TEST_DATABASE_URL is None:
         if _REQUIRE_POSTGRES:
             pytest.fail("--require-postgres given but P2C_TEST_DATABASE_URL is not set", pytrace=False)
-        pytest.skip(POSTGRES_SKIP_REASON)
+        pytest.skip(POSTGRES_SKIP_REASON)  # only when P2C_TEST_DATABASE_URL is unset (a laptop)
     return TEST_DATABASE_URL
 
 
