@@ -6,7 +6,9 @@ One ``EventBus`` per process (the runtime owns it). Two halves:
   commit, it claims unpublished outbox rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
   processes never claim the same rows), marks them published and — on PostgreSQL — sends
   ``NOTIFY p2c_events '<highest id>'`` in the same transaction, so the notice goes out when the mark
-  commits. On SQLite the signal is in-process.
+  commits. On SQLite the signal is in-process. On PostgreSQL the producer does not wait for it:
+  ``OutboxRepo.add`` already notifies in the emitting transaction, so pumps read a new row as soon as
+  it commits, whichever process wrote it; the relay's own notice is then a backstop.
 * **Pump** (subscriber side). One ``LISTEN p2c_events`` connection per process (asyncpg, straight from
   the store URL). A notice — or the in-process signal, or a slow safety poll — makes the pump read the
   outbox after the last id it dispatched, in id order, and offer each event to every subscriber whose
@@ -41,10 +43,11 @@ from canonical.errors import GatewayError
 from gateway.logs import get_logger
 from resolvers.types.events import BusEvent
 from store.models import OutboxEvent, utcnow
+from store.repositories.events import OUTBOX_CHANNEL
 
 log = get_logger("gateway.bus")
 
-CHANNEL = "p2c_events"
+CHANNEL = OUTBOX_CHANNEL  # OutboxRepo.add notifies it in the emitting transaction; the relay too
 # Outside graphql-transport-ws's 4400-4499: "you fell behind; reconnect with lastEventId".
 SLOW_SUBSCRIBER_CLOSE_CODE = 4008
 SLOW_SUBSCRIBER_REASON = "subscriber too slow: reconnect with lastEventId"

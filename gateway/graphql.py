@@ -128,7 +128,9 @@ class GraphQLView(GraphQL[Context, None]):
             code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
             return error_response(request, exc.status_code, code, exc.reason)
 
-    def _context(self, runtime: Runtime, principal: Principal, connection: Request | WebSocket) -> Context:
+    def _context(
+        self, runtime: Runtime, principal: Principal, connection: Request | WebSocket, *, lazy: bool = False
+    ) -> Context:
         clients: dict[str, object] = {}
         for name in SYSTEMS:
             try:
@@ -145,6 +147,7 @@ class GraphQLView(GraphQL[Context, None]):
             batching=self.batching,
             # the naive variant stays what it was: every read upstream, nothing kept across requests
             cache=runtime.read_cache if self.batching else None,
+            lazy_loaders=lazy,  # streaming connections: loaders only if an operation reads
         )
         # Flows need the mapping in force; a mutation may take its key from the Idempotency-Key header.
         key = connection.headers.get(IDEMPOTENCY_KEY_HEADER)
@@ -162,7 +165,9 @@ class GraphQLView(GraphQL[Context, None]):
         self, runtime: Runtime, principal: Principal, connection: Request | WebSocket, feed: ConnectionFeed
     ) -> StreamContext:
         """The context of a WebSocket connection or an SSE stream: subscriptions read ``feed``."""
-        context = stream_context(cast(OperationsContext, self._context(runtime, principal, connection)), feed)
+        context = stream_context(
+            cast(OperationsContext, self._context(runtime, principal, connection, lazy=True)), feed
+        )
         context.authenticator = runtime.authenticator
         return context
 

@@ -20,8 +20,10 @@ stays, so asking twice for one key still costs one call). Never use it to serve 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import Info as StrawberryInfo
@@ -51,6 +53,28 @@ class Context:
 Info = StrawberryInfo[Context, None]
 
 
+class LazyLoaders:
+    """``Loaders`` built on first attribute access.
+
+    A streaming connection (WebSocket, SSE) gets its context once and mostly only subscribes: the
+    subscription resolvers read the event bus, never a loader, so building ~40 DataLoaders per connection
+    costs CPU at connect and memory for nothing. An operation that does read (a query over the WebSocket)
+    builds them then, once per connection, exactly as before.
+    """
+
+    __slots__ = ("_build", "_loaders")
+
+    def __init__(self, build: Callable[[], Loaders]) -> None:
+        self._build = build
+        self._loaders: Loaders | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        loaders = self._loaders
+        if loaders is None:
+            loaders = self._loaders = self._build()
+        return getattr(loaders, name)
+
+
 def build_context(
     *,
     principal: Principal,
@@ -63,16 +87,23 @@ def build_context(
     thresholds: HealthThresholds | None = None,
     batching: bool = True,
     cache: ReadCache | None = None,
+    lazy_loaders: bool = False,
 ) -> Context:
-    """A context with fresh loaders. ``as_of`` defaults to today: the date aging and DSO count from."""
+    """A context with fresh loaders. ``as_of`` defaults to today: the date aging and DSO count from.
+
+    ``lazy_loaders``: build them on first use (streaming connections, see ``LazyLoaders``)."""
     day = as_of or date.today()
+
+    def loaders() -> Loaders:
+        return Loaders(crm, psa, erp, sessionmaker, as_of=day, batching=batching, cache=cache)
+
     return Context(
         principal=principal,
         crm=crm,
         psa=psa,
         erp=erp,
         sessionmaker=sessionmaker,
-        loaders=Loaders(crm, psa, erp, sessionmaker, as_of=day, batching=batching, cache=cache),
+        loaders=cast(Loaders, LazyLoaders(loaders)) if lazy_loaders else loaders(),
         correlation_id=correlation_id or uuid.uuid4().hex,
         as_of=day,
         thresholds=thresholds or HealthThresholds(),

@@ -8,6 +8,11 @@ Outbox ids are the event ids subscribers resume from, so they must become visibl
 PostgreSQL sequence does not guarantee that (a transaction holding id 7 may commit after one holding
 id 8, and a subscriber that saw 8 would skip 7), so ``add`` takes a transaction-scoped advisory lock:
 transactions that emit events commit one after the other. SQLite has a single writer anyway.
+
+On PostgreSQL ``add`` also queues ``NOTIFY p2c_events`` in the same statement as the lock: PostgreSQL
+delivers it when (and only if) the transaction commits, so every gateway's bus pump (``gateway.bus``,
+``LISTEN p2c_events``) reads the new rows at once instead of waiting for a relay tick to announce them.
+The notice carries no id (the pump reads everything after its watermark) and costs no extra round trip.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from store.models import InboxEvent, OutboxEvent
 from store.repositories._base import Repository
 
 _OUTBOX_LOCK_KEY = 0x5032_4301
+OUTBOX_CHANNEL = "p2c_events"  # LISTENed to by gateway.bus; notified when an emitting transaction commits
+# Lock first (ids commit in id order), notify in the same round trip: sent at commit, dropped on rollback.
+_LOCK_AND_NOTIFY = sa.text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')")
 
 
 class InboxRepo(Repository):
@@ -61,9 +69,7 @@ class OutboxRepo(Repository):
     ) -> int:
         """Queue an event in the caller's transaction; it exists only if that transaction commits."""
         if self.dialect == "postgresql":
-            await self.session.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK_KEY}
-            )
+            await self.session.execute(_LOCK_AND_NOTIFY, {"key": _OUTBOX_LOCK_KEY, "channel": OUTBOX_CHANNEL})
         event = OutboxEvent(
             topic=topic, key=key, payload=payload, legal_entity=legal_entity, created_at=self.clock()
         )
