@@ -61,6 +61,8 @@ class Outcome:
 class BatchReport:
     run_id: str
     outcomes: dict[PostItem, Outcome] = field(default_factory=dict)
+    # Known once an item is enriched; an exception carries it so entity-scoped staff see and replay it.
+    legal_entities: dict[PostItem, str] = field(default_factory=dict)
 
 
 def upstream_fix(exc: BaseException) -> str:
@@ -139,6 +141,8 @@ async def _plan(
             decided = plan_unapproved(item, head, row)
         else:
             ready = enrich(item, snap, deps.mapping)
+            if isinstance(ready, Enriched):
+                report.legal_entities[item] = ready.legal_entity
             checked = validate(ready, snap, deps.mapping) if isinstance(ready, Enriched) else ready
             if isinstance(checked, Failure):
                 decided = checked
@@ -225,6 +229,7 @@ async def _record(
                 run_id=report.run_id,
                 subject=item.spec.subject(item.entry_id),
                 correlation_id=item.correlation_id,
+                legal_entity=report.legal_entities.get(item),
             )
             report.outcomes[item].exception_id = opened.id
         ok = [i for i, o in report.outcomes.items() if o.status not in ("FAILED", "RETRY", "BUSY")]

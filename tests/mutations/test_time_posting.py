@@ -148,6 +148,11 @@ async def test_closed_period_next_open_and_exception_policies(posting: Posting) 
     [(reason, status, fix)] = await exceptions(posting)
     assert (reason, status) == ("PERIOD_CLOSED", "OPEN")
     assert "reopen period Sep 2026" in fix and "EU01" in fix
+    # The exception carries its legal entity, so finance scoped to EU01 sees and may replay it.
+    async with posting.deps.sessionmaker() as session:
+        assert [e.legal_entity for e in await ExceptionRepo(session).list(flow=POST_TIME)] == ["EU01"]
+        scoped = await ExceptionRepo(session).list(flow=POST_TIME, legal_entity="EU01")
+        assert [e.reason_code for e in scoped] == ["PERIOD_CLOSED"]
 
 
 async def test_unapprove_and_edit_reverse_and_correct_totals_to_the_cent(posting: Posting) -> None:
