@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from canonical.errors import UpstreamError, ValidationFailed
 from gateway.errors import error_response
 from gateway.logs import get_logger
 from gateway.runtime import get_runtime
+from gateway.types import SystemName
 from mutations.billing_feedback import handle_erp_event
 from mutations.intake import Clock, Outcome, handle_crm_event
 from mutations.time_posting import handle_psa_event
@@ -117,28 +119,44 @@ async def _verified_json(request: Request, system: str) -> dict[str, Any] | Resp
     return event
 
 
-async def crm_webhook(request: Request) -> Response:
-    event = await _verified_json(request, "crm")
+async def _intake(
+    request: Request,
+    system: SystemName,
+    client_type: type[Any],
+    make_deps: Callable[[Any, async_sessionmaker[AsyncSession]], Any],
+    handle: Callable[..., Awaitable[Any]],
+) -> Response:
+    """What every webhook does: verify, find the system's connector, hand the event to its intake, and
+    answer 202 with the outcome; an event the system cannot confirm stores nothing (503)."""
+    event = await _verified_json(request, system)
     if isinstance(event, Response):
         return event
-
     runtime = get_runtime(request)
-    crm = runtime.systems["crm"].client
-    if not isinstance(crm, CrmClient):
-        return _error(request, 503, "UPSTREAM_UNAVAILABLE", "crm: no connector configured")
-    deps = _IntakeDeps(crm=crm, sessionmaker=runtime.sessionmaker)
+    client = runtime.systems[system].client
+    if not isinstance(client, client_type):
+        return _error(request, 503, "UPSTREAM_UNAVAILABLE", f"{system}: no connector configured")
     correlation_id = request.scope.get("state", {}).get("correlation_id")
     try:
-        result = await handle_crm_event(deps, event, source="crm", correlation_id=correlation_id)
+        result = await handle(
+            make_deps(client, runtime.sessionmaker), event, source=system, correlation_id=correlation_id
+        )
     except ValidationFailed as exc:
         return _error(request, 400, "BAD_REQUEST", exc.message)
+    except UpstreamError as exc:
+        return _error(request, 503, "UPSTREAM_UNAVAILABLE", f"{system}: {exc.message}")
     log.info(
-        "crm.webhook.received",
+        f"{system}.webhook.received",
         event_id=result.event_id,
         outcome=str(result.outcome),
-        queued=len(result.queued),
+        queued=len(getattr(result, "queued", ())),
     )
     return JSONResponse({"status": _STATUS[result.outcome]}, status_code=202)
+
+
+async def crm_webhook(request: Request) -> Response:
+    return await _intake(
+        request, "crm", CrmClient, lambda c, s: _IntakeDeps(crm=c, sessionmaker=s), handle_crm_event
+    )
 
 
 @dataclass(frozen=True)
@@ -152,28 +170,9 @@ async def psa_webhook(request: Request) -> Response:
     """``POST /webhooks/psa``: ``{"id", "event": "time_entry.updated" | "expense.updated" |
     "milestone.completed", "data": {"id", ...}}``, signed like the CRM's. The record is read again from
     the PSA (503, nothing stored, when it cannot be), then queued by ``handle_psa_event``."""
-    event = await _verified_json(request, "psa")
-    if isinstance(event, Response):
-        return event
-    runtime = get_runtime(request)
-    psa = runtime.systems["psa"].client
-    if not isinstance(psa, PsaClient):
-        return _error(request, 503, "UPSTREAM_UNAVAILABLE", "psa: no connector configured")
-    deps = _PsaDeps(psa=psa, sessionmaker=runtime.sessionmaker)
-    correlation_id = request.scope.get("state", {}).get("correlation_id")
-    try:
-        result = await handle_psa_event(deps, event, source="psa", correlation_id=correlation_id)
-    except ValidationFailed as exc:
-        return _error(request, 400, "BAD_REQUEST", exc.message)
-    except UpstreamError as exc:
-        return _error(request, 503, "UPSTREAM_UNAVAILABLE", f"psa: {exc.message}")
-    log.info(
-        "psa.webhook.received",
-        event_id=result.event_id,
-        outcome=str(result.outcome),
-        queued=len(result.queued),
+    return await _intake(
+        request, "psa", PsaClient, lambda c, s: _PsaDeps(psa=c, sessionmaker=s), handle_psa_event
     )
-    return JSONResponse({"status": _STATUS[result.outcome]}, status_code=202)
 
 
 @dataclass(frozen=True)
@@ -187,23 +186,9 @@ async def erp_webhook(request: Request) -> Response:
     """``POST /webhooks/erp``: ``{"id", "recordType": "invoice" | "customerPayment" | "creditMemo",
     "recordId", "action"?}``, signed like the CRM's. The record is read again from the ERP (503, nothing
     stored, when it cannot be); ``mutations.billing_feedback.handle_erp_event`` records what changed."""
-    event = await _verified_json(request, "erp")
-    if isinstance(event, Response):
-        return event
-    runtime = get_runtime(request)
-    erp = runtime.systems["erp"].client
-    if not isinstance(erp, ErpClient):
-        return _error(request, 503, "UPSTREAM_UNAVAILABLE", "erp: no connector configured")
-    deps = _ErpDeps(erp=erp, sessionmaker=runtime.sessionmaker)
-    correlation_id = request.scope.get("state", {}).get("correlation_id")
-    try:
-        result = await handle_erp_event(deps, event, source="erp", correlation_id=correlation_id)
-    except ValidationFailed as exc:
-        return _error(request, 400, "BAD_REQUEST", exc.message)
-    except UpstreamError as exc:
-        return _error(request, 503, "UPSTREAM_UNAVAILABLE", f"erp: {exc.message}")
-    log.info("erp.webhook.received", event_id=result.event_id, outcome=str(result.outcome))
-    return JSONResponse({"status": _STATUS[result.outcome]}, status_code=202)
+    return await _intake(
+        request, "erp", ErpClient, lambda c, s: _ErpDeps(erp=c, sessionmaker=s), handle_erp_event
+    )
 
 
 def webhook_routes() -> list[Route]:
