@@ -14,60 +14,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from contextlib import asynccontextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from canonical.errors import ConfigurationError
 from gateway.cli._boundary import reported_errors
 from gateway.runtime.startup import preflight
-from gateway.runtime.systems import build_system
 from gateway.settings import Settings, load_settings
-from gateway.types import SYSTEMS
+from gateway.worker import open_flow_deps
 from mutations.backfill import BackfillReport
 from mutations.backfill import backfill as run_backfill
-from store.db import make_engine, make_sessionmaker
-from subgraphs.crm.client import CrmClient
-from subgraphs.erp.client import ErpClient
-from subgraphs.psa.client import PsaClient
-
-C = TypeVar("C")
-
-
-@dataclass(frozen=True)
-class Systems:
-    crm: CrmClient
-    psa: PsaClient
-    erp: ErpClient
-    sessionmaker: async_sessionmaker[AsyncSession]
+from mutations.deps import FlowDeps
 
 
 @asynccontextmanager
-async def connected_systems(settings: Settings) -> AsyncIterator[Systems]:
-    """The three connectors and the store, built from ``settings`` and closed on exit: what a one-shot
-    command (backfill, reconcile) needs."""
+async def connected_systems(settings: Settings) -> AsyncIterator[FlowDeps]:
+    """The three connectors, the store and the mapping, built from ``settings`` and closed on exit: what a
+    one-shot command (backfill, reconcile) needs — the worker's own wiring, after the same preflight."""
     await preflight(settings, migrate_store=False)
-    async with AsyncExitStack() as stack:
-        clients: dict[str, object] = {}
-        for name in SYSTEMS:
-            system = build_system(name, settings)
-            if system.client is None:
-                raise ConfigurationError(f"{name}: {system.unavailable or 'no connector'}")
-            stack.push_async_callback(system.client.aclose)
-            clients[name] = system.client
-        engine = make_engine(settings.database_url)
-        stack.push_async_callback(engine.dispose)
-        yield Systems(
-            crm=_as(CrmClient, clients["crm"]),
-            psa=_as(PsaClient, clients["psa"]),
-            erp=_as(ErpClient, clients["erp"]),
-            sessionmaker=make_sessionmaker(engine),
-        )
+    async with open_flow_deps(settings) as deps:
+        yield deps
 
 
 async def backfill_from_settings(settings: Settings) -> BackfillReport:
@@ -76,12 +45,6 @@ async def backfill_from_settings(settings: Settings) -> BackfillReport:
         return await run_backfill(
             crm=systems.crm, psa=systems.psa, erp=systems.erp, sessionmaker=systems.sessionmaker
         )
-
-
-def _as(kind: type[C], client: object) -> C:
-    if not isinstance(client, kind):
-        raise ConfigurationError(f"expected a {kind.__name__}, the runtime built {type(client).__name__}")
-    return client
 
 
 def render(report: BackfillReport) -> Table:
