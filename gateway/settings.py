@@ -17,7 +17,7 @@ once at start-up and then passed down — request code never reads the environme
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     graphql_batching: bool = Field(
         default=True, description="false → naive per-key upstream calls; for benchmarks only"
     )
+    tracing_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="OpenTelemetry spans: none, console (stdout) or otlp (OTLP over HTTP)"
+    )
+    tracing_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL; unset → OTEL_EXPORTER_OTLP_* or localhost:4318"
+    )
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1, description="share of new traces kept")
 
     crm: CrmConfig = Field(default_factory=CrmConfig)
     psa: PsaConfig = Field(default_factory=PsaConfig)
