@@ -26,14 +26,18 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.tools import merge_types
 
 from canonical.errors import NotFound
 from canonical.principal import Permission
+from mutations.exception_edit import edit_payload
 from mutations.governance import jsonable, run_idempotent
 from mutations.provision import ProvisionResult, provision_engagement
 from mutations.replay import ExceptionSummary, ReplayResult, dismiss_exception, replay_exception
 from resolvers.context import Info
+from resolvers.flow_health import FlowHealthQuery
+from resolvers.mapping_view import MappingQuery
 from resolvers.operations import (
     IDEMPOTENCY_KEY_HEADER,
     KeyArgument,
@@ -117,19 +121,27 @@ class Mutation:
         )
         return ProvisionResultType.of(result)
 
-    @strawberry.mutation(description="Run a failed flow again from its first unfinished step")
+    @strawberry.mutation(
+        description="Run a failed flow again from its first unfinished step; with `payload`, first "
+        "replace the exception's payload (same fields, edited values: edit and replay)"
+    )
     async def replay_exception(
         self,
         info: Info,
         id: strawberry.ID,
         idempotency_key: KeyArgument = None,
+        payload: JSON | None = None,
     ) -> ReplayOutcome:
         ctx, deps = info.context, flow_deps(info)
-        request = {"exceptionId": str(id)}
+        request: dict[str, Any] = {"exceptionId": str(id)}
+        if payload is not None:
+            request["payload"] = payload
         await permit(deps, info, Permission.REPLAY_EXCEPTION, REPLAY, request)
 
         async def replay() -> ReplayResult:
             await _visible(info, str(id))
+            if payload is not None:
+                await edit_payload(deps, str(id), payload)
             return await replay_exception(
                 deps, str(id), principal=ctx.principal, correlation_id=ctx.correlation_id
             )
@@ -183,7 +195,9 @@ def extend_schema_kwargs() -> dict[str, Any]:
     """``query`` and ``mutation`` for ``strawberry.federation.Schema``: the read graph's ``Query`` with the
     operations' fields merged in, and this ``Mutation``."""
     return {
-        "query": merge_types("Query", (Query, OperationsQuery, SyncQuery, ReconciliationQuery)),
+        "query": merge_types(
+            "Query", (Query, OperationsQuery, SyncQuery, ReconciliationQuery, FlowHealthQuery, MappingQuery)
+        ),
         "mutation": merge_types("Mutation", (Mutation, SyncMutation)),
         "subscription": Subscription,
     }

@@ -1,5 +1,6 @@
 """Query fields of the ops console and the project-setup form: ``provisioningOptions``,
-``validateEngagement``, ``auditTrail``, ``integrationExceptions``, ``integrationRun``.
+``validateEngagement``, ``auditTrail``, ``integrationExceptions``, ``integrationRun``, ``integrationRuns``
+(by correlation id, flow, subject or status) and ``viewer`` (who the token says the caller is).
 
 Flows need more than a read does — the mapping in force and, for mutations, the request's
 ``Idempotency-Key`` header — so the gateway wraps its read context::
@@ -23,12 +24,19 @@ import strawberry
 
 from canonical.errors import ConfigurationError, NotFound, PermissionDenied
 from canonical.mapping import MappingSet
-from canonical.principal import Permission, Principal
+from canonical.principal import ALL_ENTITIES, Permission, Principal
 from mutations.deps import Clock, FlowDeps
 from mutations.governance import audit, jsonable
 from mutations.provision import provisioning_options, validate_engagement
 from resolvers.context import Context, Info
-from resolvers.pagination import DEFAULT_PAGE_SIZE, Connection, check_page_size, decode_cursor, paginate
+from resolvers.pagination import (
+    DEFAULT_PAGE_SIZE,
+    Connection,
+    Edge,
+    check_page_size,
+    decode_cursor,
+    paginate,
+)
 from resolvers.types.operations import (
     AuditEntry,
     AuditFilter,
@@ -37,18 +45,24 @@ from resolvers.types.operations import (
     IntegrationException,
     IntegrationExceptionFilter,
     IntegrationRun,
+    IntegrationRunFilter,
     Problem,
     ProvisioningOptionsType,
+    Viewer,
     flow_input,
 )
 from store.models import IntegrationException as ExceptionRow
+from store.models import IntegrationRun as RunRow
 from store.models import utcnow
 from store.repositories import AuditRepo, ExceptionRepo, RunRepo
+from store.repositories.run_stats import RunStatsRepo
 
 #: The request header a mutation's idempotency key may come in (when the argument is omitted).
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 #: How many exceptions one list reads from the store per legal entity before filtering and paging.
 EXCEPTION_SCAN_LIMIT = 1000
+#: How many runs ``integrationRuns`` reads from the store per legal entity before paging.
+RUN_SCAN_LIMIT = 1000
 
 
 @dataclasses.dataclass
@@ -165,12 +179,31 @@ async def _exception_rows(ctx: Context, f: IntegrationExceptionFilter, now: date
                 flow=f.flow,
                 reason_code=f.reason_code,
                 legal_entity=entity,
+                subject=f.subject,
                 older_than=older_than,
                 limit=EXCEPTION_SCAN_LIMIT,
             )
             rows.update((row.id, row) for row in found)
     visible = principal.visible(rows.values(), lambda row: row.legal_entity)
+    if f.correlation_id is not None:
+        visible = [row for row in visible if row.correlation_id == f.correlation_id]
     return sorted(visible, key=lambda row: (row.created_at, row.id))
+
+
+def _entities(principal: Principal, legal_entity: str | None) -> Sequence[str | None]:
+    """The legal entities one store query per entity should cover (None: one query over all of them)."""
+    if legal_entity is not None:
+        return [legal_entity] if principal.can_see_entity(legal_entity) else []
+    return [None] if principal.all_entities else sorted(principal.legal_entities)
+
+
+def viewer_of(principal: Principal) -> Viewer:
+    return Viewer(
+        subject=principal.subject,
+        roles=sorted(str(r) for r in principal.roles),
+        legal_entities=[ALL_ENTITIES] if principal.all_entities else sorted(principal.legal_entities),
+        permissions=sorted(str(p) for p in Permission if principal.may(p)),
+    )
 
 
 @strawberry.type
@@ -251,14 +284,56 @@ class OperationsQuery:
                 return None
             return IntegrationRun.of(run, list(await runs.steps(run.id)))
 
+    @strawberry.field(
+        description="Runs with their steps, newest first; only your legal entities' rows. Give a "
+        "correlationId to find everything one request or event did"
+    )
+    async def integration_runs(
+        self,
+        info: Info,
+        filter: IntegrationRunFilter | None = None,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+    ) -> Connection[IntegrationRun]:
+        check_page_size(first)
+        ctx, f = info.context, filter or IntegrationRunFilter()
+        async with ctx.sessionmaker() as session:
+            stats = RunStatsRepo(session)
+            found: dict[str, RunRow] = {}
+            for entity in _entities(ctx.principal, f.legal_entity):
+                for run in await stats.runs(
+                    correlation_id=f.correlation_id,
+                    flow=f.flow,
+                    subject=f.subject,
+                    status=f.status,
+                    legal_entity=entity,
+                    limit=RUN_SCAN_LIMIT,
+                ):
+                    found[run.id] = run
+            rows = sorted(
+                ctx.principal.visible(found.values(), lambda r: r.legal_entity),
+                key=lambda r: (r.started_at, r.id),
+                reverse=True,
+            )
+            page = paginate(rows, first, after)
+            steps = await stats.steps_of(edge.node.id for edge in page.edges)
+        edges = [Edge(cursor=e.cursor, node=IntegrationRun.of(e.node, steps[e.node.id])) for e in page.edges]
+        return Connection(edges=edges, page_info=page.page_info, count=page.count)
+
+    @strawberry.field(description="Who the token says you are: roles, legal entities, permissions")
+    def viewer(self, info: Info) -> Viewer:
+        return viewer_of(info.context.principal)
+
 
 __all__ = [
     "EXCEPTION_SCAN_LIMIT",
     "IDEMPOTENCY_KEY_HEADER",
+    "RUN_SCAN_LIMIT",
     "OperationsContext",
     "OperationsQuery",
     "flow_deps",
     "load_exception",
+    "viewer_of",
     "visible_exception_row",
     "with_operations",
 ]

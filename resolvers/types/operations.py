@@ -236,6 +236,8 @@ class IntegrationExceptionFilter:
     older_than: int | None = strawberry.field(
         default=None, description="seconds: only exceptions raised at least this long ago"
     )
+    subject: str | None = strawberry.field(default=None, description="what failed, e.g. an opportunity id")
+    correlation_id: str | None = None
 
 
 @strawberry.type
@@ -292,6 +294,23 @@ class IntegrationRun:
             finished_at=row.finished_at,
             steps=[IntegrationStep.of(s) for s in steps],
         )
+
+
+@strawberry.input
+class IntegrationRunFilter:
+    correlation_id: str | None = None
+    flow: str | None = None
+    subject: str | None = None
+    status: str | None = strawberry.field(default=None, description="RUNNING, SUCCEEDED or FAILED")
+    legal_entity: str | None = None
+
+
+@strawberry.type(description="Who the token says you are, and what you may do")
+class Viewer:
+    subject: str
+    roles: list[str]
+    legal_entities: list[str] = strawberry.field(description='entity codes; ["*"] for every one')
+    permissions: list[str] = strawberry.field(description="e.g. replay_exception, read_audit")
 
 
 @strawberry.type
@@ -356,11 +375,13 @@ __all__ = [
     "IntegrationExceptionFilter",
     "IntegrationExceptionStatus",
     "IntegrationRun",
+    "IntegrationRunFilter",
     "IntegrationStep",
     "PersonChoice",
     "Problem",
     "ProvisionResultType",
     "ProvisioningOptionsType",
     "ReplayOutcome",
+    "Viewer",
     "flow_input",
 ]
