@@ -186,12 +186,20 @@ class EventBus:
         accept: Callable[[BusEvent], bool],
         last_event_id: int | None = None,
         on_overflow: Callable[[], None] | None = None,
+        on_registered: Callable[[], None] | None = None,
+        live: bool = True,
     ) -> AsyncIterator[BusEvent]:
+        """``live=False``: only the replay after ``last_event_id``, then the iterator ends (a shared
+        subscription's catch-up, ``gateway.ws``). ``on_registered`` is called once the subscriber is on
+        the bus: from then on every event that commits reaches it."""
         if self._closed:
             return
         subscriber = _Subscriber(topics, accept, asyncio.Queue(self.queue_size), on_overflow)
-        # Registered before the replay reads: whatever commits from now on reaches the queue too.
-        self._subscribers.add(subscriber)
+        if live:
+            # Registered before the replay reads: whatever commits from now on reaches the queue too.
+            self._subscribers.add(subscriber)
+            if on_registered is not None:
+                on_registered()
         delivered = (self._watermark or 0) if last_event_id is None else last_event_id
         try:
             if last_event_id is not None:
@@ -204,15 +212,15 @@ class EventBus:
                             yield event
                     if len(rows) < self.page:
                         break
-            while True:
+            while live:
                 self._check(subscriber)
-                live = await subscriber.queue.get()
-                if live is None:
+                queued = await subscriber.queue.get()
+                if queued is None:
                     return
-                if live.id <= delivered:
+                if queued.id <= delivered:
                     continue  # already replayed
-                delivered = live.id
-                yield live
+                delivered = queued.id
+                yield queued
         finally:
             self._subscribers.discard(subscriber)
 

@@ -47,6 +47,7 @@ from gateway.runtime import Runtime, get_runtime
 from gateway.settings import Settings
 from gateway.sse import ConnectionFeed, StreamContext, stream_context
 from gateway.types import SYSTEMS, Message, Receive, Scope, Send
+from gateway.ws import Shared, SubscriptionHub, TransportWSHandler
 from resolvers.context import Context, build_context
 from resolvers.operations import IDEMPOTENCY_KEY_HEADER, OperationsContext, with_operations
 from resolvers.schema import build_schema
@@ -71,6 +72,9 @@ class GraphQLView(GraphQL[Context, None]):
     """Strawberry's view with the gateway's authentication, context, limits and error shape."""
 
     protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL,)  # not the legacy graphql-ws: it could run before auth
+    graphql_transport_ws_handler_class = TransportWSHandler  # subscriptions run shared (gateway.ws)
+    share_subscriptions = True  # False: one execution per subscriber (bench/subscriptions.py's baseline)
+    _hub: SubscriptionHub | None = None
 
     def __init__(self, settings: Settings) -> None:
         ide: Literal["graphiql"] | None = "graphiql" if settings.mode == "development" else None
@@ -170,6 +174,21 @@ class GraphQLView(GraphQL[Context, None]):
         )
         context.authenticator = runtime.authenticator
         return context
+
+    def shared_subscriptions(self, connection: Request | WebSocket) -> Shared | None:
+        """This process's subscription groups and how to build a context on ``connection``; None when
+        subscriptions run one per subscriber (sharing off, or no event bus)."""
+        runtime = get_runtime(connection)
+        if not self.share_subscriptions or runtime.bus is None:
+            return None
+        if self._hub is None or self._hub.bus is not runtime.bus:
+            self._hub = SubscriptionHub(self.schema, runtime.bus)
+        hub = self._hub
+
+        def make_context(principal: Principal, feed: ConnectionFeed) -> StreamContext:
+            return self.streaming_context(runtime, principal, connection, feed)
+
+        return hub, make_context
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)

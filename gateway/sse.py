@@ -43,6 +43,7 @@ from resolvers.types.events import BusEvent
 
 if TYPE_CHECKING:
     from gateway.graphql import GraphQLView
+    from gateway.ws import Frame
 
 log = get_logger("gateway.sse")
 
@@ -61,6 +62,8 @@ class ConnectionFeed:
     bus: EventBus | None
     on_overflow: Callable[[], None] | None = None
     last_event_id: int | None = None
+    on_registered: Callable[[], None] | None = None  # see ``EventBus.subscribe``
+    live: bool = True  # False: the replay after the resume point only (a shared group's catch-up)
     last_delivered: int | None = field(default=None, init=False)
 
     async def subscribe(
@@ -76,7 +79,12 @@ class ConnectionFeed:
         if self.last_event_id is not None and (resume is None or self.last_event_id > resume):
             resume = self.last_event_id
         events = self.bus.subscribe(
-            topics=topics, accept=accept, last_event_id=resume, on_overflow=self.on_overflow
+            topics=topics,
+            accept=accept,
+            last_event_id=resume,
+            on_overflow=self.on_overflow,
+            on_registered=self.on_registered,
+            live=self.live,
         )
         try:
             async for event in events:
@@ -101,8 +109,12 @@ def stream_context(context: OperationsContext, feed: ConnectionFeed) -> StreamCo
 
 
 def _event(kind: str, body: Any, event_id: int | None = None) -> str:
+    return _raw_event(kind, json.dumps(body, separators=(",", ":"), default=str), event_id)
+
+
+def _raw_event(kind: str, data: str, event_id: int | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(body, separators=(',', ':'), default=str)}\n\n"
+    return f"{head}event: {kind}\ndata: {data}\n\n"
 
 
 def _request_data(request: Request) -> tuple[str, dict[str, Any] | None, str | None]:
@@ -135,6 +147,7 @@ def sse_endpoint(view: GraphQLView) -> Callable[[Request], Any]:
     """The ``GET /graphql/stream`` endpoint over ``view``'s schema, authentication and context."""
     from gateway.graphql import error_response, unauthenticated_response
     from gateway.runtime import get_runtime
+    from gateway.ws import later, plan_subscription
 
     async def stream(request: Request) -> Response:
         overflowed = asyncio.Event()
@@ -142,12 +155,25 @@ def sse_endpoint(view: GraphQLView) -> Callable[[Request], Any]:
             query, variables, operation_name = _request_data(request)
             runtime = get_runtime(request)
             principal = await runtime.authenticator.authenticate(request.headers.get("authorization"))
-            feed = ConnectionFeed(runtime.bus, overflowed.set, _last_event_id(request))
+            resume = _last_event_id(request)
+            feed = ConnectionFeed(runtime.bus, overflowed.set, resume)
             context = view.streaming_context(runtime, principal, request, feed)
         except Unauthenticated as exc:
             return unauthenticated_response(request, exc)
         except GatewayError as exc:
             return error_response(request, exc.http_status, exc.code, exc.message, exc.extensions)
+        shared = view.shared_subscriptions(request)
+        plan = plan_subscription(query, variables, operation_name) if shared is not None else None
+        if shared is not None and plan is not None:
+            # One execution per subscription group (gateway.ws); this stream only writes the frames.
+            hub, make_context = shared
+            group, member = hub.join(plan, principal, make_context)
+            frames = hub.frames(group, member, later(plan.resume, resume), make_context)
+            return StreamingResponse(
+                _shared_events(frames, hub.queue_size),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         result = await view.schema.stream(
             query,
             variable_values=variables,
@@ -162,6 +188,47 @@ def sse_endpoint(view: GraphQLView) -> Callable[[Request], Any]:
         )
 
     return stream
+
+
+async def _shared_events(frames: AsyncIterator[Frame], queue_size: int) -> AsyncIterator[str]:
+    """The SSE lines of one member of a subscription group: the shared JSON of each frame."""
+    from gateway.ws import too_slow_body
+
+    pending: asyncio.Task[Frame] | None = None
+    try:
+        yield ": stream open\n\n"
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(frames))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            if not done:
+                yield ": keep-alive\n\n"
+                continue
+            task, pending = pending, None
+            try:
+                frame = task.result()
+            except StopAsyncIteration:
+                break
+            if frame.kind == "next":
+                yield _raw_event("next", frame.text, frame.event_id)
+                if frame.final:
+                    break
+            elif frame.kind == "error":  # the operation did not validate
+                yield _event("next", {"data": None, "errors": frame.body})
+                break
+            elif frame.kind == "overflow":
+                yield _event("next", too_slow_body(queue_size))
+                break
+            else:
+                break
+        yield _event("complete", None)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        with contextlib.suppress(Exception):
+            await frames.aclose()  # type: ignore[attr-defined]
 
 
 async def _events(
