@@ -18,6 +18,7 @@ from gateway.runtime.embedded import (
 from gateway.settings import Settings
 from gateway.types import SystemName
 from subgraphs.common.config import SystemConfig
+from subgraphs.common.transport import ObservedTransport, pooled_transport
 
 log = get_logger("gateway.runtime")
 
@@ -91,7 +92,9 @@ def build_system(name: SystemName, settings: Settings) -> SystemRuntime:
             )
             log.warning("gateway.connector.unavailable", system=name, reason=system.unavailable)
             return system
-        system.client = client_factory.from_config(config, transport=transport)
+        # The base of the connector's stack, named after the system: metrics and spans per attempt.
+        base = transport if transport is not None else pooled_transport(config.max_concurrency)
+        system.client = client_factory.from_config(config, transport=ObservedTransport(base, name))
     except Exception as exc:  # same reasoning as for the sandbox: report, do not crash
         system.unavailable = f"connector failed to start: {type(exc).__name__}: {exc}"
         log.error("gateway.connector.failed", system=name, reason=system.unavailable)

@@ -11,6 +11,16 @@ in-process sandbox, a ``MockTransport`` in tests::
 
 Transports never raise gateway errors: after the last attempt they hand back the last response (or re-raise
 the last transport exception) and the connector's ``errors.py`` translates it, exactly once.
+
+``ObservedTransport`` names the system and is what the gateway hands a connector as its base transport: it
+times every attempt, names its endpoint by template (``GET /v2/projects/{id}`` — never a raw URL, whose ids
+and query string may carry secrets) and reports it to the process's ``UpstreamObserver``s (the gateway's
+Prometheus instruments) and, when tracing is on, as an OpenTelemetry client span. With no observer and no
+tracer it costs one check per request::
+
+    add_observer(metrics)                       # the gateway's lifespan, or `p2c worker --metrics-port`
+    set_tracer(provider.get_tracer("p2c.upstream"))
+    client = ErpClient.from_config(config, transport=ObservedTransport(pooled_transport(8), "erp"))
 """
 
 from __future__ import annotations
@@ -18,11 +28,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 import httpx
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from subgraphs.common.config import RetryConfig
 
@@ -31,6 +44,13 @@ from subgraphs.common.config import RetryConfig
 #: our vendor writes through them are upserts by external id.
 IDEMPOTENT = "p2c_idempotent"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+
+#: Request extensions the layers of the stack leave for each other: the attempt number (set by
+#: ``RetryTransport`` before each try), the attempt's deadline on the loop clock (``DeadlineTransport``) and
+#: the system and endpoint an ``ObservedTransport`` saw (read back when the retry layer waits).
+ATTEMPT: Final = "p2c_attempt"
+_DEADLINE_AT: Final = "p2c_deadline_at"
+_OBSERVED: Final = "p2c_observed"
 
 Sleep = Callable[[float], Awaitable[None]]
 RetryHook = Callable[[httpx.Request, str, float], None]
@@ -123,6 +143,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
         attempt = 0
         while True:
             attempt += 1
+            request.extensions[ATTEMPT] = attempt
             last = attempt >= policy.attempts or not can_retry
             try:
                 response = await self.inner.handle_async_request(request)
@@ -158,6 +179,11 @@ class RetryTransport(httpx.AsyncBaseTransport):
             self.stats.limit_waits += 1
         if self.on_retry is not None:
             self.on_retry(request, reason, wait)
+        observed = request.extensions.get(_OBSERVED)
+        if observed is not None:
+            cause = "rate_limited" if limited else ("status" if reason.startswith("status") else "error")
+            for observer in _observers:
+                observer.upstream_retry(observed[0], observed[1], cause, wait)
         await self.sleep(wait)
 
     async def aclose(self) -> None:
@@ -217,6 +243,8 @@ class DeadlineTransport(httpx.AsyncBaseTransport):
         self.timeout_s = timeout_s
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # For an ObservedTransport below: a cancellation at this instant is our timeout, not the caller's.
+        request.extensions[_DEADLINE_AT] = asyncio.get_running_loop().time() + self.timeout_s
         try:
             async with asyncio.timeout(self.timeout_s):
                 response = await self.inner.handle_async_request(request)
@@ -228,6 +256,143 @@ class DeadlineTransport(httpx.AsyncBaseTransport):
                 return response
         except TimeoutError as exc:
             raise httpx.ReadTimeout(f"no response within {self.timeout_s}s", request=request) from exc
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# --- observation: metrics hooks and tracing ----------------------------------------------------------------
+
+
+class UpstreamObserver(Protocol):
+    """What a process wants to know of its upstream traffic (the gateway's ``Metrics`` implements it).
+
+    ``status`` is the HTTP status as text, or ``timeout`` / ``transport_error`` / ``cancelled``; ``cause`` of
+    a retry is ``rate_limited`` (429 or a vendor's limit signal), ``status`` (a retryable 5xx) or ``error``
+    (a transport error). Called on the event loop, once per attempt: keep it to microseconds.
+    """
+
+    def upstream_request(
+        self, system: str, endpoint: str, status: str, attempt: int, duration_s: float
+    ) -> None: ...
+
+    def upstream_retry(self, system: str, endpoint: str, cause: str, wait_s: float) -> None: ...
+
+
+_observers: tuple[UpstreamObserver, ...] = ()
+_tracer: Tracer | None = None
+
+
+def add_observer(observer: UpstreamObserver) -> None:
+    """Report this process's upstream attempts to ``observer`` too (process-wide, like a log handler)."""
+    global _observers
+    _observers = (*_observers, observer)
+
+
+def remove_observer(observer: UpstreamObserver) -> None:
+    global _observers
+    _observers = tuple(o for o in _observers if o is not observer)
+
+
+def set_tracer(tracer: Tracer | None) -> None:
+    """Trace each upstream attempt with ``tracer``; None (the default) turns upstream spans off."""
+    global _tracer
+    _tracer = tracer
+
+
+# A path segment kept verbatim in an endpoint template: a word (``time_entries``, ``Invoice__c``,
+# ``!transform``), an API version (``v2``, ``v62.0``) or a Salesforce custom name (``P2C_Id__c``). Anything
+# else — numbers, UUIDs, Salesforce ids, query locators — becomes ``{id}``; ``eid:<x>`` keeps its prefix.
+_LITERAL: Final = re.compile(
+    r"!?[A-Za-z_]{1,64}|v\d{1,3}(?:\.\d{1,3})?|[A-Za-z][A-Za-z0-9_]{0,60}__[a-z]{1,3}"
+)
+_TEMPLATES: dict[tuple[str, str], str] = {}
+_TEMPLATES_MAX: Final = 4096
+OTHER_ENDPOINT: Final = "other"
+
+
+def endpoint_template(method: str, path: str) -> str:
+    """``("PUT", "/services/rest/record/v1/customer/eid:6f1c…")`` → ``"PUT /services/rest/record/v1/customer/
+    eid:{id}"``. The query string is dropped (a SOQL query, a token may ride in it)."""
+    key = (method, path)
+    template = _TEMPLATES.get(key)
+    if template is not None:
+        return template
+    parts: list[str] = []
+    for segment in path.split("/"):
+        if not segment or _LITERAL.fullmatch(segment):
+            parts.append(segment)
+        elif segment.startswith("eid:"):
+            parts.append("eid:{id}")
+        else:
+            parts.append("{id}")
+    template = f"{method} {'/'.join(parts) or '/'}"
+    if len(_TEMPLATES) >= _TEMPLATES_MAX:  # raw paths carry ids: keep the cache bounded
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = template
+    return template
+
+
+class ObservedTransport(httpx.AsyncBaseTransport):
+    """The base of a connector's stack, named after its system: every attempt through it is timed and
+    reported (see the module docstring). Below the retry layer and the concurrency cap, so it sees each
+    attempt separately and its latency excludes the wait for a slot."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, system: str) -> None:
+        self.inner = inner
+        self.system = system
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        observers, tracer = _observers, _tracer
+        if not observers and tracer is None:
+            return await self.inner.handle_async_request(request)
+        endpoint = endpoint_template(request.method, request.url.path)
+        attempt: int = request.extensions.get(ATTEMPT, 1)
+        request.extensions[_OBSERVED] = (self.system, endpoint)
+        span = None
+        if tracer is not None:
+            span = tracer.start_span(
+                f"{self.system} {endpoint}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "p2c.system": self.system,
+                    "p2c.endpoint": endpoint,
+                    "p2c.attempt": attempt,
+                    "http.request.method": request.method,
+                    "url.template": endpoint.partition(" ")[2],
+                    "server.address": request.url.host,
+                },
+            )
+            if attempt > 1:
+                span.set_attribute("http.request.resend_count", attempt - 1)
+        status = "transport_error"
+        started = time.perf_counter()
+        try:
+            response = await self.inner.handle_async_request(request)
+        except httpx.TimeoutException:
+            status = "timeout"
+            raise
+        except asyncio.CancelledError:
+            deadline_at = request.extensions.get(_DEADLINE_AT)
+            timed_out = deadline_at is not None and asyncio.get_running_loop().time() >= deadline_at - 0.001
+            status = "timeout" if timed_out else "cancelled"
+            raise
+        else:
+            status = str(response.status_code)
+            return response
+        finally:
+            duration_s = time.perf_counter() - started
+            for observer in observers:
+                observer.upstream_request(self.system, endpoint, status, attempt, duration_s)
+            if span is not None:
+                if status.isdigit():
+                    span.set_attribute("http.response.status_code", int(status))
+                    if int(status) >= 400:  # semantic conventions: any 4xx/5xx fails a client span
+                        span.set_status(Status(StatusCode.ERROR))
+                else:
+                    span.set_attribute("error.type", status)
+                    span.set_status(Status(StatusCode.ERROR))
+                span.end()
 
     async def aclose(self) -> None:
         await self.inner.aclose()
