@@ -26,6 +26,11 @@ a step resumes that step on restart once the claim has gone stale, and every oth
 A failing step records the error on the step, marks the run FAILED, opens (or re-opens) an exception
 with the step key, reason code, upstream error and correlation id, and raises ``StepFailed``. Reason
 codes come from ``reason_code``.
+
+Tracing: a run is an OpenTelemetry span ``flow <flow>`` (from ``attach``/``start`` to ``finish``/``fail``)
+and each step a child span ``step <name>``, current while the step's action runs, so the upstream calls it
+makes hang under it; both carry ``p2c.correlation_id``. They go to the API's global provider, which the
+gateway installs when tracing is on (a no-op otherwise).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from canonical.errors import (
@@ -58,6 +66,9 @@ from store.repositories.runs import CLAIM_TIMEOUT
 from subgraphs.erp.errors import ErpRejected
 
 T = TypeVar("T")
+
+_tracer = trace.get_tracer("p2c.flows")
+CORRELATION_ID = "p2c.correlation_id"  # the span attribute gateway.tracing stamps on every span
 
 MAX_KEY_LENGTH = 255
 
@@ -267,6 +278,27 @@ class FlowRunner:
         self.claim_timeout: timedelta = CLAIM_TIMEOUT  # see RunRepo.claim_step
         self.claim_poll_s = 0.2  # how often a waiting attempt looks at a step another attempt claimed
         self.payload: Any = None  # stored on exceptions: what a person needs to fix and replay
+        self._span: Span | None = None
+
+    def _run_span(self) -> Span:
+        """The run's span, started on first use."""
+        if self._span is None:
+            attributes: dict[str, str] = {"p2c.flow": self.flow, "p2c.subject": self.subject}
+            if self.correlation_id is not None:
+                attributes[CORRELATION_ID] = self.correlation_id
+            self._span = _tracer.start_span(f"flow {self.flow}", attributes=attributes)
+        if self.run_id is not None:
+            self._span.set_attribute("p2c.run_id", self.run_id)
+        return self._span
+
+    def _end_span(self, outcome: str, reason: str | None = None) -> None:
+        span = self._run_span()
+        span.set_attribute("p2c.outcome", outcome)
+        if reason is not None:
+            span.set_attribute("p2c.reason", reason)
+            span.set_status(Status(StatusCode.ERROR, reason))
+        span.end()
+        self._span = None
 
     async def latest(self) -> tuple[str, str, Any] | None:
         """``(run id, status, input)`` of the newest run for the subject, if any."""
@@ -291,6 +323,7 @@ class FlowRunner:
                     correlation_id=self.correlation_id,
                 )
             self.run_id = run.id
+        self._run_span()
         return self.run_id
 
     async def start(self, input: Any) -> str:
@@ -304,6 +337,7 @@ class FlowRunner:
                 correlation_id=self.correlation_id,
             )
             self.run_id = run.id
+        self._run_span()
         return self.run_id
 
     def _run(self) -> str:
@@ -339,8 +373,26 @@ class FlowRunner:
             await asyncio.sleep(self.claim_poll_s)
 
     async def step(self, name: str, key: str, action: Action) -> dict[str, Any]:
+        attributes = {"p2c.flow": self.flow, "p2c.step": name, "p2c.step_key": key}
+        if self.correlation_id is not None:
+            attributes[CORRELATION_ID] = self.correlation_id
+        span = _tracer.start_span(
+            f"step {name}", context=trace.set_span_in_context(self._run_span()), attributes=attributes
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return await self._step(name, key, action, span)
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+    async def _step(self, name: str, key: str, action: Action, span: Span) -> dict[str, Any]:
         done = await self._claim(name, key)
         if done is not None:
+            span.set_attribute("p2c.outcome", "done_before")  # stored result, nothing executed
             return done
         try:
             result = dict(await action())
@@ -349,12 +401,15 @@ class FlowRunner:
             raise
         except Exception as exc:
             error = describe_error(exc)
+            span.set_attribute("p2c.outcome", "failed")
+            span.set_attribute("p2c.reason", reason_code(exc))
             async with self.deps.sessionmaker.begin() as session:
                 await RunRepo(session, clock=self.deps.clock).step_failed(key, error)
             exception_id = await self.fail(key, reason_code(exc), error)
             raise StepFailed(key, reason_code(exc), exception_id, exc) from exc
         async with self.deps.sessionmaker.begin() as session:
             await RunRepo(session, clock=self.deps.clock).step_succeeded(key, jsonable(result))
+        span.set_attribute("p2c.outcome", "succeeded")
         return result
 
     async def _release(self, key: str) -> None:
@@ -377,7 +432,8 @@ class FlowRunner:
                 correlation_id=self.correlation_id,
                 legal_entity=self.legal_entity,
             )
-            return exception.id
+        self._end_span("failed", reason)
+        return exception.id
 
     async def finish(self) -> list[str]:
         """Mark the run SUCCEEDED and resolve the subject's active exceptions → their ids."""
@@ -387,7 +443,8 @@ class FlowRunner:
             active = await exceptions.list(status=("OPEN", "REPLAYING"), flow=self.flow, subject=self.subject)
             for exception in active:
                 await exceptions.mark_resolved(exception.id, f"completed by run {self.run_id}")
-            return [e.id for e in active]
+        self._end_span("succeeded")
+        return [e.id for e in active]
 
 
 __all__ = [
