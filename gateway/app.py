@@ -25,15 +25,18 @@ from gateway.correlation import CorrelationIdMiddleware
 from gateway.errors import exception_handlers
 from gateway.graphql import graphql_app
 from gateway.health import healthz, readyz
-from gateway.instrumentation import InstrumentationMiddleware
+from gateway.instrumentation import InstrumentationMiddleware, instrument_schema
 from gateway.logs import configure_logging, get_logger
 from gateway.metrics import Metrics, metrics_endpoint
 from gateway.runtime import Runtime, open_runtime
 from gateway.runtime.embedded import SandboxMount
 from gateway.settings import Settings, load_settings
 from gateway.sse import sse_endpoint
+from gateway.store_metrics import StoreMetrics, refresh_before_scrape
+from gateway.tracing import configure_tracing, shutdown_tracing
 from gateway.types import SYSTEMS, SystemName
 from gateway.webhooks import webhook_routes
+from subgraphs.common.transport import add_observer, remove_observer
 
 log = get_logger("gateway.app")
 
@@ -41,21 +44,28 @@ log = get_logger("gateway.app")
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlette:
     settings.require_complete()
     metrics = metrics if metrics is not None else Metrics()
+    metrics.before_scrape = refresh_before_scrape(StoreMetrics(metrics))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings, metrics) as runtime:
-            app.state.runtime = runtime
-            log.info(
-                "gateway.started",
-                mode=settings.mode,
-                embedded=",".join(settings.embedded_systems()) or "none",
-            )
-            try:
-                yield
-            finally:
-                log.info("gateway.stopping")
-                del app.state.runtime
+        tracer_provider = configure_tracing(settings)
+        add_observer(metrics)  # this process's upstream attempts → this app's instruments
+        try:
+            async with open_runtime(settings, metrics) as runtime:
+                app.state.runtime = runtime
+                log.info(
+                    "gateway.started",
+                    mode=settings.mode,
+                    embedded=",".join(settings.embedded_systems()) or "none",
+                )
+                try:
+                    yield
+                finally:
+                    log.info("gateway.stopping")
+                    del app.state.runtime
+        finally:
+            remove_observer(metrics)
+            shutdown_tracing(tracer_provider)
 
     app = Starlette(
         routes=routes(settings, metrics),
@@ -73,6 +83,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlet
 
 def routes(settings: Settings, metrics: Metrics) -> list[BaseRoute]:
     graphql = graphql_app(settings)
+    instrument_schema(graphql.schema, metrics)  # operation spans and latency
     table: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

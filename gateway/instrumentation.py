@@ -1,21 +1,40 @@
-"""Per-request log line and metrics, as one pure ASGI middleware.
+"""Per-request log line and metrics, as one pure ASGI middleware; GraphQL operation spans and latency, as
+one Strawberry extension.
 
 The route *template* (``/sandbox/crm/v2/projects/{id}``), never the raw path, labels the metrics, so
-label cardinality stays bounded; unmatched paths share one label.
+label cardinality stays bounded; unmatched paths share one label. The middleware also counts open
+subscription connections: accepted WebSockets, and SSE streams (``/graphql/stream``) while they answer.
+
+Strawberry ships an ``OpenTelemetryExtension``; it does not fit here: it never makes the operation span
+current (so upstream spans would not hang under it), names it ``GraphQL Query: <name>``, copies the whole
+query and every resolver's arguments into attributes (ids, personal data) and wraps every resolver in a
+span of its own — the read path's hundreds of fields would each pay for one. ``OperationInstrumentation``
+keeps to one span per operation, named after the operation, and its latency histogram.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Final
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry import Schema
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.base import BaseSchema
+from strawberry.types.execution import ExecutionContext
 
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.tracing import operation_tracer
 
 UNMATCHED: Final = "<unmatched>"
+SSE_ROUTE: Final = "/graphql/stream"
 log = get_logger("gateway.request")
 
 
@@ -44,22 +63,31 @@ class InstrumentationMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before it starts a response
+        streaming = False
 
         async def send_and_record(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status == 200 and route_template(scope) == SSE_ROUTE:
+                    streaming = True
+                    self.metrics.subscription_connections.labels("sse").inc()
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            if streaming:
+                self.metrics.subscription_connections.labels("sse").dec()
             duration_s = time.perf_counter() - started
             method: str = scope["method"]
             self.metrics.observe_request(
@@ -73,3 +101,100 @@ class InstrumentationMiddleware:
                 status=status,
                 duration_ms=round(duration_s * 1000, 2),
             )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accepted = False
+
+        async def send_and_count(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept" and not accepted:
+                accepted = True
+                self.metrics.subscription_connections.labels("websocket").inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_count)
+        finally:
+            if accepted:
+                self.metrics.subscription_connections.labels("websocket").dec()
+
+
+class OperationInstrumentation(SchemaExtension):
+    """One span and one latency observation per GraphQL query or mutation (subscriptions: neither — their
+    lifetime is not a latency; ``p2c_subscription_connections`` counts them).
+
+    The span starts with the operation and becomes the current span while it executes, so the upstream
+    spans of its loaders hang under it. Its name is the operation's name (``anonymous`` without one).
+    """
+
+    def __init__(self, *, metrics: Metrics, execution_context: ExecutionContext | None = None) -> None:
+        self.metrics = metrics
+        self.span: Span | None = None
+        self._started_ns = 0
+        if execution_context is not None:
+            self.execution_context = execution_context
+
+    def _operation_type(self) -> str:
+        try:
+            return self.execution_context.operation_type.value
+        except Exception:  # no document: the operation failed to parse
+            return "unknown"
+
+    def _start_span(self, tracer: trace.Tracer, type_: str) -> Span:
+        name = self.execution_context.operation_name
+        span = tracer.start_span(
+            name or "anonymous",
+            kind=SpanKind.SERVER,
+            start_time=self._started_ns,
+            attributes={"graphql.operation.type": type_},
+        )
+        if name:
+            span.set_attribute("graphql.operation.name", name)
+        return span
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        self._started_ns = time.time_ns()
+        try:
+            yield
+        finally:
+            self._finish(started)
+
+    def _finish(self, started: float) -> None:
+        type_ = self._operation_type()
+        if type_ == "subscription":
+            return
+        context = self.execution_context
+        result = context.result
+        ok = not context.pre_execution_errors and not (result is not None and result.errors)
+        self.metrics.observe_operation(
+            context.operation_name, type_, ok=ok, duration_s=time.perf_counter() - started
+        )
+        tracer = operation_tracer()
+        if tracer is None:
+            return
+        span = self.span or self._start_span(tracer, type_)  # parse/validation failed: no execution
+        if not ok:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+    def on_execute(self) -> Iterator[None]:
+        tracer = operation_tracer()
+        type_ = self._operation_type() if tracer is not None else "subscription"
+        if tracer is None or type_ == "subscription":
+            yield
+            return
+        self.span = self._start_span(tracer, type_)
+        token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+
+def instrument_schema(schema: BaseSchema, metrics: Metrics) -> None:
+    """Add ``OperationInstrumentation`` to ``schema`` (strawberry builds extensions per operation)."""
+    if not isinstance(schema, Schema):
+        raise TypeError(f"cannot instrument a {type(schema).__name__}")
+    factory: Callable[[], SchemaExtension] = partial(OperationInstrumentation, metrics=metrics)
+    schema.extensions = (*schema.extensions, factory)
