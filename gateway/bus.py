@@ -8,7 +8,9 @@ One ``EventBus`` per process (the runtime owns it). Two halves:
   ``NOTIFY p2c_events '<highest id>'`` in the same transaction, so the notice goes out when the mark
   commits. On SQLite the signal is in-process. On PostgreSQL the producer does not wait for it:
   ``OutboxRepo.add`` already notifies in the emitting transaction, so pumps read a new row as soon as
-  it commits, whichever process wrote it; the relay's own notice is then a backstop.
+  it commits, whichever process wrote it; the relay's own notice is then a backstop, and the relay ticks
+  only every ``POSTGRES_RELAY_INTERVAL_S`` there (each tick is a transaction, in every process: at 50 ms
+  that alone was most of an idle gateway's CPU).
 * **Pump** (subscriber side). One ``LISTEN p2c_events`` connection per process (asyncpg, straight from
   the store URL). A notice — or the in-process signal, or a slow safety poll — makes the pump read the
   outbox after the last id it dispatched, in id order, and offer each event to every subscriber whose
@@ -51,6 +53,8 @@ CHANNEL = OUTBOX_CHANNEL  # OutboxRepo.add notifies it in the emitting transacti
 # Outside graphql-transport-ws's 4400-4499: "you fell behind; reconnect with lastEventId".
 SLOW_SUBSCRIBER_CLOSE_CODE = 4008
 SLOW_SUBSCRIBER_REASON = "subscriber too slow: reconnect with lastEventId"
+SQLITE_RELAY_INTERVAL_S = 0.05  # the relay's in-process signal is how the pump learns of new rows
+POSTGRES_RELAY_INTERVAL_S = 1.0  # a backstop: producers NOTIFY at commit (OutboxRepo.add)
 
 
 class SubscriberTooSlow(GatewayError):
@@ -101,7 +105,16 @@ def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def to_event(row: OutboxEvent) -> BusEvent:
+_EVENT_COLUMNS = (
+    OutboxEvent.id,
+    OutboxEvent.topic,
+    OutboxEvent.legal_entity,
+    OutboxEvent.payload,
+    OutboxEvent.key,
+)
+
+
+def to_event(row: OutboxEvent | sa.Row[Any]) -> BusEvent:
     payload = row.payload if isinstance(row.payload, dict) else {"value": row.payload}
     entity = row.legal_entity if row.legal_entity is not None else payload.get("legal_entity")
     return BusEvent(
@@ -119,13 +132,15 @@ class EventBus:
     database_url: str
     queue_size: int = 1000
     relay: bool = True  # run the publisher half here (a process may leave it to another)
-    relay_interval_s: float = 0.05
+    relay_interval_s: float | None = None  # None: 50 ms on SQLite, POSTGRES_RELAY_INTERVAL_S on PostgreSQL
     safety_poll_s: float = 2.0  # read the outbox even without a notice (a lost LISTEN connection)
     page: int = 500
     stats: BusStats = field(default_factory=BusStats)
 
     def __post_init__(self) -> None:
         self.postgres = make_url(self.database_url).get_backend_name() == "postgresql"
+        if self.relay_interval_s is None:
+            self.relay_interval_s = POSTGRES_RELAY_INTERVAL_S if self.postgres else SQLITE_RELAY_INTERVAL_S
         self._subscribers: set[_Subscriber] = set()
         self._watermark: int | None = None  # highest outbox id dispatched; None until the store answers
         self._pump_signal = asyncio.Event()
@@ -277,12 +292,13 @@ class EventBus:
                 return count
 
     async def _after(self, last_id: int, topics: frozenset[str] | None) -> list[BusEvent]:
-        query = sa.select(OutboxEvent).where(OutboxEvent.id > last_id)
+        # Columns, not ORM entities: the pump reads once per event in every process.
+        query = sa.select(*_EVENT_COLUMNS).where(OutboxEvent.id > last_id)
         if topics is not None:
             query = query.where(OutboxEvent.topic.in_(sorted(topics)))
         query = query.order_by(OutboxEvent.id).limit(self.page)
         async with self.sessionmaker() as session:
-            return [to_event(row) for row in (await session.execute(query)).scalars()]
+            return [to_event(row) for row in (await session.execute(query))]
 
     async def _last_id(self) -> int:
         async with self.sessionmaker() as session:
@@ -357,7 +373,8 @@ class EventBus:
                 # Delivered by PostgreSQL when this transaction commits, to every LISTENing process.
                 await session.execute(sa.select(sa.func.pg_notify(CHANNEL, str(max(ids)))))
         self.stats.relayed += len(ids)
-        self._pump_signal.set()  # this process need not wait for its own notice
+        if not self.postgres:
+            self._pump_signal.set()  # on PostgreSQL the producer's notice (or the relay's) wakes the pump
         return len(ids)
 
 
