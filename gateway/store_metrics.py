@@ -18,8 +18,9 @@ empty when the process starts, like any counter):
     p2c_exception_resolution_seconds{flow}   created → resolved or dismissed
     p2c_provisioning_cycle_seconds           closed-won intake → engagement provisioned (project active)
 
-A refresh runs at most every ``min_interval_s`` (concurrent scrapes share one); a failing store read
-is counted in ``p2c_store_metrics_errors_total`` and the last snapshot is served.
+One refresh runs at a time: a scrape that arrives while one is under way waits for it and serves its
+figures, so a burst of scrapes costs the store one read (``min_interval_s`` can space refreshes further).
+A failing store read is counted in ``p2c_store_metrics_errors_total`` and the last snapshot is served.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class _Snapshot(Collector):
 
 
 class StoreMetrics:
-    def __init__(self, metrics: Metrics, *, min_interval_s: float = 5.0, clock: Clock = utcnow) -> None:
+    def __init__(self, metrics: Metrics, *, min_interval_s: float = 0.0, clock: Clock = utcnow) -> None:
         registry = metrics.registry
         self.clock = clock
         self.min_interval_s = min_interval_s
@@ -100,9 +101,10 @@ class StoreMetrics:
         self._lock = asyncio.Lock()
 
     async def refresh(self, sessionmaker: async_sessionmaker[AsyncSession], *, force: bool = False) -> None:
+        arrived = time.monotonic()
         async with self._lock:
-            if not force and time.monotonic() - self._last < self.min_interval_s:
-                return
+            if not force and (self._last >= arrived or arrived - self._last < self.min_interval_s):
+                return  # a refresh finished while we waited for the lock, or one is recent enough
             started = time.perf_counter()
             try:
                 async with sessionmaker() as session:

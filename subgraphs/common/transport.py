@@ -199,7 +199,8 @@ class ConcurrencyStats:
 
 
 class ConcurrencyLimit(httpx.AsyncBaseTransport):
-    """At most ``limit`` requests in flight through this transport; the rest wait their turn."""
+    """At most ``limit`` requests in flight through this transport; the rest wait their turn. ``resize``
+    moves the limit at run time (a worker's share of an account-wide cap, as workers come and go)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, limit: int) -> None:
         if limit < 1:
@@ -207,10 +208,28 @@ class ConcurrencyLimit(httpx.AsyncBaseTransport):
         self.inner = inner
         self.limit = limit
         self._semaphore = asyncio.Semaphore(limit)
+        self._withheld = 0  # slots a smaller limit still has to take back from the semaphore
         self.stats = ConcurrencyStats()
 
+    def resize(self, limit: int) -> None:
+        """Requests in flight finish; a smaller limit takes their slots back as the next requests start."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        change, self.limit = limit - self.limit, limit
+        if change < 0:
+            self._withheld -= change
+            return
+        paid = min(change, self._withheld)  # a grow first cancels what a shrink has not taken back yet
+        self._withheld -= paid
+        for _ in range(change - paid):
+            self._semaphore.release()
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        async with self._semaphore:
+        await self._semaphore.acquire()
+        while self._withheld:  # the limit shrank: this slot is one it takes back
+            self._withheld -= 1
+            await self._semaphore.acquire()
+        try:
             stats = self.stats
             stats.in_flight += 1
             stats.requests += 1
@@ -222,6 +241,8 @@ class ConcurrencyLimit(httpx.AsyncBaseTransport):
                 return response
             finally:
                 stats.in_flight -= 1
+        finally:
+            self._semaphore.release()
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -300,11 +321,12 @@ def set_tracer(tracer: Tracer | None) -> None:
     _tracer = tracer
 
 
-# A path segment kept verbatim in an endpoint template: a word (``time_entries``, ``Invoice__c``,
-# ``!transform``), an API version (``v2``, ``v62.0``) or a Salesforce custom name (``P2C_Id__c``). Anything
-# else — numbers, UUIDs, Salesforce ids, query locators — becomes ``{id}``; ``eid:<x>`` keeps its prefix.
+# A path segment kept verbatim in an endpoint template: a word, maybe with one digit (``time_entries``,
+# ``Invoice__c``, ``!transform``, ``oauth2``), an API version (``v2``, ``v62.0``) or a Salesforce custom
+# name (``P2C_Id__c``). Anything else — numbers, UUIDs, Salesforce ids, query locators — becomes ``{id}``;
+# ``eid:<x>`` keeps its prefix.
 _LITERAL: Final = re.compile(
-    r"!?[A-Za-z_]{1,64}|v\d{1,3}(?:\.\d{1,3})?|[A-Za-z][A-Za-z0-9_]{0,60}__[a-z]{1,3}"
+    r"!?[A-Za-z_]{1,64}\d?|v\d{1,3}(?:\.\d{1,3})?|[A-Za-z][A-Za-z0-9_]{0,60}__[a-z]{1,3}"
 )
 _TEMPLATES: dict[tuple[str, str], str] = {}
 _TEMPLATES_MAX: Final = 4096
