@@ -18,6 +18,10 @@ How a flow's status is decided (most severe wins):
 - AMBER: any open exception, a success rate under ``AMBER_SUCCESS_RATE``, or a wait over ``AMBER_WAIT``;
 - GREEN otherwise.
 
+Throughput counts the flow's succeeded runs per bucket when it recorded any in the window (provisioning
+records one per deal, whether the mutation, the webhook or the poller started it), else its work items
+that became DONE (time and expense posting record one run per batch, under another flow name).
+
 SLA figures (p50, p95 and the share within target, over the window):
 
 - ``provisioning_cycle_time``: a provisioning run's first start to its success, replays included
@@ -163,10 +167,10 @@ def flow_health(
     waiting = None if queue is None else queue.oldest_waiting_age
     status, reasons = judge(rate, oldest_age, waiting)
     p50, p95 = percentile(durations, 50), percentile(durations, 95)
-    if kind is not None:
-        unit, series = "work items", buckets.series(w.finished_at for w in done if w.kind == kind)
-    else:
+    if runs or kind is None:  # a flow that records runs counts them, whichever trigger started them
         unit, series = "runs", buckets.series(r.finished_at for r in succeeded)
+    else:  # time and expense posting record batch runs, not one per item: count the items
+        unit, series = "work items", buckets.series(w.finished_at for w in done if w.kind == kind)
     return FlowHealth(
         flow=flow,
         queue_kind=kind,
@@ -221,7 +225,7 @@ async def flow_health_report(info: Info, hours: int, buckets: int) -> FlowHealth
     grid = Buckets(since, window / buckets, buckets)
 
     kinds = {flow: kind for kind, flow in FLOWS.items()}
-    names = list(kinds) + sorted({r.flow for r in runs} | {g.flow for g in groups} - set(kinds))
+    names = list(kinds) + sorted(({r.flow for r in runs} | {g.flow for g in groups}) - set(kinds))
     flows = [
         flow_health(
             name,

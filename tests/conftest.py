@@ -75,6 +75,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="fail (instead of skip) PostgreSQL tests when P2C_TEST_DATABASE_URL is missing; CI sets it",
     )
+    parser.addoption(
+        "--require-browser",
+        action="store_true",
+        help="fail (instead of skip) the console's browser tests when Chromium or Playwright is missing; "
+        "CI sets it (see tests/console/conftest.py)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

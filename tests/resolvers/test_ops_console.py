@@ -122,6 +122,7 @@ async def test_flow_health_shows_a_failure_then_its_resolution(graph: Graph, flo
 
     assert before["windowHours"] == 24 and before["bucketMinutes"] == 120
     flows = {f["flow"]: f for f in before["flows"]}
+    assert len(flows) == len(before["flows"])  # one card per flow
     provisioning = flows["provision_engagement"]
     assert provisioning["queueKind"] == "provision" and provisioning["queueDepth"] == 0
     assert (provisioning["runs"], provisioning["succeeded"], provisioning["failed"]) == (1, 0, 1)
@@ -130,6 +131,7 @@ async def test_flow_health_shows_a_failure_then_its_resolution(graph: Graph, flo
     assert any("success rate" in r for r in provisioning["reasons"])
     assert provisioning["failures"] == [0] * 11 + [1] and len(provisioning["throughput"]) == 12
     assert flows["post_time"]["status"] == "GREEN" and flows["post_time"]["reasons"] == []
+    assert flows["post_time"]["throughputUnit"] == "work items"
     sla = {s["name"]: s for s in before["sla"]}
     assert sla["provisioning_cycle_time"]["samples"] == 0 and sla["provisioning_cycle_time"]["met"] is None
     assert sla["exception_time_to_resolution"]["targetSeconds"] == RESOLUTION_TARGET.total_seconds()
@@ -140,7 +142,8 @@ async def test_flow_health_shows_a_failure_then_its_resolution(graph: Graph, flo
 
     provisioning = {f["flow"]: f for f in after["flows"]}["provision_engagement"]
     assert (provisioning["succeeded"], provisioning["failed"], provisioning["openExceptions"]) == (1, 0, 0)
-    assert provisioning["status"] == "GREEN" and provisioning["throughputUnit"] == "work items"
+    assert provisioning["status"] == "GREEN" and provisioning["throughputUnit"] == "runs"
+    assert provisioning["throughput"] == [0] * 11 + [1]
     sla = {s["name"]: s for s in after["sla"]}
     assert sla["provisioning_cycle_time"]["samples"] == 1 and sla["provisioning_cycle_time"]["met"] is True
     assert sla["exception_time_to_resolution"]["samples"] == 1
