@@ -7,7 +7,7 @@ metrics → Starlette's exception handler → routes. The lifespan builds the ``
 sessionmaker, one connector per system, in-process sandboxes) and closes it on shutdown.
 
 Routes: ``/healthz``, ``/readyz``, ``/metrics``, ``/graphql`` (HTTP and WebSocket), ``/graphql/stream``
-(subscriptions over SSE) and, in embedded
+(subscriptions over SSE), ``/console`` (the ops console) and, in embedded
 mode, ``/sandbox/<crm|psa|erp>/...``. A later feature adds its routes in ``routes()``.
 """
 
@@ -21,6 +21,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
 
+from gateway.console import console_routes
 from gateway.correlation import CorrelationIdMiddleware
 from gateway.errors import exception_handlers
 from gateway.graphql import graphql_app
@@ -94,6 +95,7 @@ def routes(settings: Settings, metrics: Metrics) -> list[BaseRoute]:
     ]
     # All three are mounted whatever the settings say; one not embedded answers 404.
     table.extend(webhook_routes())
+    table.extend(console_routes())  # the ops console's static files; its data comes from /graphql
     table.extend(Mount(f"/sandbox/{name}", app=SandboxMount(name, _sandbox_of)) for name in SYSTEMS)
     return table
 
