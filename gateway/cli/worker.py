@@ -5,17 +5,24 @@
     p2c worker --poll-interval 10 --lag 120
     p2c worker --batch 200 --lease 60       # bigger batches; a dead worker's items are retaken after 60 s
     p2c worker --kinds post_time,post_expense   # a worker dedicated to posting (month end)
+    p2c worker --metrics-port 9101          # its own /metrics (upstream figures) on 127.0.0.1:9101
 
 Any number of workers may run against one PostgreSQL store: items are claimed with ``SKIP LOCKED``.
 Systems come from settings like the server's; a system without ``base_url`` is an in-process sandbox of
 *this* process, so a long-running worker is meant for real vendor URLs (or ``p2c sandbox`` ones).
 Exits 0 when it stopped cleanly, failed items or not (they are in the queue and the exception list);
 non-zero only when a system or the store cannot be reached.
+
+A worker is a process of its own: its upstream requests, latency, retries and rate-limit waits are not in
+the gateway's ``/metrics``. ``--metrics-port`` serves them on the worker's own listener (scrape each worker
+as a target); the queue, run and exception figures come from the store, through the gateway. Tracing
+follows ``P2C_TRACING_*`` as in the gateway (service name ``p2c-worker``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import ExitStack
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -24,6 +31,7 @@ import typer
 from gateway.cli._boundary import reported_errors
 from gateway.logs import configure_logging
 from gateway.settings import load_settings
+from gateway.telemetry import process_telemetry
 from gateway.worker import WorkerReport, run_worker
 from store.repositories.queue import DEFAULT_LEASE
 
@@ -55,12 +63,26 @@ def worker(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="store URL (default: P2C_DATABASE_URL)")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=0, max=65535, help="serve this worker's Prometheus metrics on this port"
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="address the metrics listener binds")
+    ] = "127.0.0.1",
 ) -> None:
     """Poll the systems that cannot call webhooks and run queued work (provisioning, ...)."""
-    with reported_errors():
+    with reported_errors(), ExitStack() as telemetry:
         overrides: dict[str, Any] = {"database_url": database_url} if database_url is not None else {}
         settings = load_settings(complete=False, **overrides)
         configure_logging(settings.log_level, settings.log_format or "console")
+        telemetry.enter_context(
+            process_telemetry(
+                settings, service="p2c-worker", metrics_host=metrics_host, metrics_port=metrics_port
+            )
+        )
         report = asyncio.run(
             run_worker(
                 settings,
