@@ -11,6 +11,12 @@ Every token is checked for signature, expiry (with ``leeway_s``), audience and i
 ``sub``. Claims map to the principal least-privilege first: an unknown role rejects the token, and a
 token without the legal-entities claim sees no legal entity (``"*"`` grants all of them).
 
+A token that verified is remembered, per process, until it expires (``exp`` plus ``leeway_s``) or for
+``VERIFIED_TTL_S`` seconds, whichever comes first: the same token string again skips the signature check
+and the claim mapping (the string is what was signed, so nothing about it can differ). The only staleness
+this adds: an RS256 key withdrawn from the JWKS still admits tokens it signed and that were seen in the
+last ``VERIFIED_TTL_S`` seconds. At most ``VERIFIED_MAX`` tokens are kept (then the memory starts over).
+
 Failures raise ``Unauthenticated`` (``UNAUTHENTICATED``, 401) with a short reason — "token expired",
 "bad signature", "wrong audience" — and never quote the token. An identity provider whose JWKS cannot be
 fetched is not the caller's fault: that is ``UpstreamUnavailable`` (503, ``system="jwks"``)::
@@ -22,6 +28,7 @@ fetched is not the caller's fault: that is ``UpstreamUnavailable`` (503, ``syste
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -50,6 +57,9 @@ _FAMILIES: dict[AuthMode, frozenset[str]] = {
     "rs256": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}),
 }
 _REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+VERIFIED_TTL_S = 60.0
+VERIFIED_MAX = 10_000
+_SPACE = re.compile(r"\s")
 
 
 class AuthConfig(BaseModel):
@@ -125,16 +135,34 @@ class Authenticator:
             )
         else:  # pragma: no cover - AuthConfig validates this; kept so a bypassed model fails loudly
             raise ConfigurationError(f"authentication: {config.mode} mode is missing its key source")
+        self._verified: dict[str, tuple[float, Principal]] = {}  # token → (remembered until, principal)
 
     async def authenticate(self, authorization_header: str | None) -> Principal:
         token = bearer_token(authorization_header)
+        now = time.time()
+        known = self._verified.get(token)
+        if known is not None:
+            if now < known[0]:
+                return known[1]
+            del self._verified[token]  # expired (or remembered long enough): verify it again
         header = _unverified_header(token)
         algorithm = header.get("alg")
         if algorithm not in self.config.algorithms:
             raise _rejected("signing algorithm not allowed")
         key = await self._verification_key(header)
         claims = self._decode(token, key)
-        return self._principal(claims)
+        principal = self._principal(claims)
+        self._remember(token, claims, principal, now)
+        return principal
+
+    def _remember(self, token: str, claims: Mapping[str, Any], principal: Principal, now: float) -> None:
+        # Verified at ``now``: not-before and issued-at only ever pass, so expiry alone ends its validity.
+        expires = claims.get("exp")
+        if not isinstance(expires, int | float):  # pragma: no cover - required and checked by PyJWT
+            return
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = (min(float(expires) + self.config.leeway_s, now + VERIFIED_TTL_S), principal)
 
     async def _verification_key(self, header: Mapping[str, Any]) -> Any:
         if self._jwks is None:
@@ -213,7 +241,7 @@ def bearer_token(authorization_header: str | None) -> str:
     token = credentials.strip()
     if not token:
         raise _rejected("missing bearer token")
-    if len(token) > MAX_TOKEN_LENGTH or any(c.isspace() for c in token):
+    if len(token) > MAX_TOKEN_LENGTH or _SPACE.search(token) is not None:
         raise _rejected("malformed token")
     return token
 

@@ -13,6 +13,12 @@ What it holds, and how stale each may be:
   ``won_value`` — the CRM's closed-won opportunity amounts per account and currency. Both kept ``ttl_s``
   seconds (default 5): a health figure may be that much behind the vendor unless the change intake calls
   ``invalidate_account``.
+- ``crm_accounts`` — CRM accounts mapped to canonical ``Account`` rows, by Salesforce Id, and
+  ``crm_account_lists`` — the whole (mapped, name-ordered) account list per legal-entity key (``"*"`` for
+  all); reading a list also fills ``crm_accounts``. Both kept ``ttl_s`` seconds: a renamed account, a new
+  one or a changed legal entity shows up to that much later (``invalidate_account(crm_account_id=...)``
+  drops them at once). The rows are the CRM's, unfiltered: the caller's legal entities are applied to
+  them per request, after the cache.
 - ``psa_time`` — the firm's time aggregates, ``subgraphs.psa.aggregates.TimeAggregates``: refreshed
   incrementally (``updated_since``) at most every ``psa_ttl_s`` (``P2C_PSA__AGGREGATE_TTL_S``).
 
@@ -28,11 +34,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from canonical.entities import Account
+from canonical.errors import MappingInvalid
 from subgraphs.erp.queries import InvoiceTotals
 from subgraphs.psa.aggregates import Clock, TimeAggregates
 
@@ -119,6 +127,21 @@ class TtlCache(Generic[K, V]):
                 self._values[key] = (asked_at + (self.none_ttl_s if value is None else self.ttl_s), value)
         return values
 
+    def put_many(self, items: Iterable[tuple[K, V]], *, asked_at: float, epoch: int) -> None:
+        """Store values another read brought along (read at ``asked_at``, under ``epoch``): nothing when an
+        invalidation came since."""
+        if epoch != self._epoch:
+            return
+        values = dict(items)
+        if len(self._values) + len(values) > self.maxsize:
+            self._evict(asked_at)
+        for key, value in values.items():
+            self._values[key] = (asked_at + (self.none_ttl_s if value is None else self.ttl_s), value)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
     def _evict(self, now: float) -> None:
         self._values = {k: v for k, v in self._values.items() if now < v[0]}
         if len(self._values) > self.maxsize // 2:
@@ -161,6 +184,9 @@ class ReadCache:
         )
         self.invoice_totals: TtlCache[TotalsKey, list[InvoiceTotals]] = TtlCache(ttl_s=ttl_s, clock=clock)
         self.won_value: TtlCache[str, dict[str, Decimal]] = TtlCache(ttl_s=ttl_s, clock=clock)
+        # a row that cannot be mapped is kept as its MappingInvalid, as the per-request loader gives it
+        self.crm_accounts: TtlCache[str, Account | MappingInvalid | None] = TtlCache(ttl_s=ttl_s, clock=clock)
+        self.crm_account_lists: TtlCache[str, list[Account]] = TtlCache(ttl_s=ttl_s, clock=clock)
         self.psa_time = TimeAggregates(ttl_s=psa_ttl_s, clock=clock)
 
     def invalidate_account(
@@ -175,6 +201,8 @@ class ReadCache:
             self.invoice_totals.invalidate(lambda key: key[2] == erp_customer_id)
         if crm_account_id is not None:
             self.won_value.invalidate(lambda key: key == crm_account_id)
+            self.crm_accounts.invalidate(lambda key: key == crm_account_id)
+            self.crm_account_lists.invalidate()
         if psa_client_id is not None:
             self.psa_time.invalidate()  # incremental: the next read picks up what changed, firm-wide
 
@@ -182,5 +210,7 @@ class ReadCache:
         """Everything but found cross-references (they never change)."""
         self.invoice_totals.invalidate()
         self.won_value.invalidate()
+        self.crm_accounts.invalidate()
+        self.crm_account_lists.invalidate()
         self.xrefs.forget_misses()
         self.psa_time.invalidate()

@@ -93,9 +93,12 @@ def build_context(
 
     ``lazy_loaders``: build them on first use (streaming connections, see ``LazyLoaders``)."""
     day = as_of or date.today()
+    limits = thresholds or HealthThresholds()
 
     def loaders() -> Loaders:
-        return Loaders(crm, psa, erp, sessionmaker, as_of=day, batching=batching, cache=cache)
+        return Loaders(
+            crm, psa, erp, sessionmaker, as_of=day, batching=batching, cache=cache, thresholds=limits
+        )
 
     return Context(
         principal=principal,
@@ -106,5 +109,5 @@ def build_context(
         loaders=cast(Loaders, LazyLoaders(loaders)) if lazy_loaders else loaders(),
         correlation_id=correlation_id or uuid.uuid4().hex,
         as_of=day,
-        thresholds=thresholds or HealthThresholds(),
+        thresholds=limits,
     )

@@ -1,10 +1,20 @@
-"""Account figures from aggregated upstream reads, through ``canonical.analytics``.
+"""Account figures from aggregated upstream reads, through ``canonical.analytics``, once per account.
 
-Nothing here reads invoices one by one: the ERP answers SUM/GROUP BY per customer (``invoice_totals`` and
-the billing window), the PSA's time comes summed per client from the time read model
-(``subgraphs.psa.aggregates``), the CRM's won opportunities give the contracted value. With the process's
-``ReadCache`` these aggregates may be a few seconds old (see ``resolvers.cache``). Each figure awaits
-only the loaders it needs, so when one system is down the figures of the others still resolve.
+Nothing here reads invoices one by one: the ERP answers SUM/GROUP BY per customer (``invoice_totals``,
+which also carries the DSO window's billing and the credit memos), the PSA's time comes summed per client
+from the time read model (``subgraphs.psa.aggregates``), the CRM's won opportunities give the contracted
+value. With the process's ``ReadCache`` these aggregates may be a few seconds old (see
+``resolvers.cache``).
+
+``load_figures`` is the batch function of the per-request ``account_figures`` loader: for every account of
+a request level it asks each system's aggregate loader once (``load_many``), then computes each account's
+figures once, as plain values — the health fields only read them, so a status does not recompute aging,
+margin and DSO, and a field costs no coroutine. Each system's part is kept apart (a value or the error of
+its read), so when one system is down the figures of the others still resolve and only the fields that
+need it fail, with that system's error::
+
+    figures = await ctx.loaders.account_figures.load(AccountRef.of(account))
+    figures.receivables().billed       # raises the ERP's error if its read failed
 
 Definitions (see ``canonical.analytics``): billed = invoices dated ≤ as_of − credit memos; revenue and
 cost for margin are the PSA's time at bill rate and at cost rate; contracted = won opportunities' amounts;
@@ -14,17 +24,41 @@ backlog = contracted − billed, floored at zero; DSO over the last 90 days.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from canonical import analytics
+from canonical.entities import Account
 from canonical.money import Money
-from resolvers.context import Context
-from resolvers.loaders import DSO_WINDOW_DAYS
 from subgraphs.erp.queries import InvoiceTotals
+from subgraphs.psa.aggregates import TimeTotals
+
+if TYPE_CHECKING:
+    from resolvers.loaders import Loaders
+
+DSO_WINDOW_DAYS = 90
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """The loader key of one account: what the CRM row says; the store adds the ERP and PSA links."""
+
+    canonical_id: str
+    currency: str
+    crm_id: str | None
+    erp_id: str | None  # the CRM's copy of the ERP customer id, used when the store has no link
+
+    @classmethod
+    def of(cls, account: Account) -> AccountRef:
+        return cls(account.id, account.currency, account.crm_id, account.erp_id)
+
+
+@dataclass(frozen=True, slots=True)
 class AccountKeys:
     """Where one account lives in each system, and the currency its figures are reported in."""
 
@@ -35,82 +69,150 @@ class AccountKeys:
     psa_id: str | None
 
 
-async def _totals(ctx: Context, keys: AccountKeys) -> list[InvoiceTotals]:
-    if keys.erp_id is None:
-        return []
-    rows = await ctx.loaders.erp_invoice_totals.load(keys.erp_id)
-    return [row for row in rows if row.currency == keys.currency]
+class Part(Generic[T]):
+    """A figure, or the error that kept it from being computed (raised again on every ``get``)."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, compute: Callable[[], T]) -> None:
+        self._error: BaseException | None = None
+        try:
+            self._value: T | None = compute()
+        except Exception as exc:
+            self._value, self._error = None, exc
+
+    def get(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
 
 
-async def billed_to_date(ctx: Context, keys: AccountKeys) -> Money:
-    if keys.erp_id is None:
-        return Money.zero(keys.currency)
-    totals, window = await asyncio.gather(
-        _totals(ctx, keys), ctx.loaders.erp_billing_window.load(keys.erp_id)
+@dataclass(frozen=True, slots=True)
+class Receivables:
+    """The ERP's figures of one account, in the account's currency."""
+
+    billed: Money  # invoices dated ≤ as_of, less credit memos
+    paid: Money
+    aging: analytics.Aging
+    dso: Decimal | None
+
+
+class AccountFigures:
+    """Every health figure of one account, computed once (see the module docstring)."""
+
+    __slots__ = ("backlog", "health", "keys", "margin", "receivables")
+
+    def __init__(
+        self,
+        keys: AccountKeys,
+        totals: Part[list[InvoiceTotals]],
+        won: Part[dict[str, Decimal]],
+        time: Part[list[TimeTotals]],
+        thresholds: analytics.HealthThresholds,
+    ) -> None:
+        self.keys = keys
+        c = keys.currency
+        self.receivables = Part(lambda: receivables(totals.get(), c))
+        self.margin = Part(lambda: analytics.margin(*revenue_and_cost(time.get(), c)))
+        self.backlog = Part(
+            lambda: analytics.backlog(Money(won.get().get(c, Decimal(0)), c), self.receivables.get().billed)
+        )
+
+        def health() -> analytics.Health:
+            r = self.receivables.get()
+            return analytics.health(r.aging, margin=self.margin.get(), dso=r.dso, thresholds=thresholds)
+
+        self.health = Part(health)
+
+
+def receivables(rows: list[InvoiceTotals], currency: str) -> Receivables:
+    """From the customer's ``invoice_totals`` rows (one per currency). Billing in the DSO window and
+    credit memos are taken across currencies, the other figures in the account's currency."""
+    mine = [t for t in rows if t.currency == currency]
+    credited = sum((t.credited.amount for t in rows if t.credited), Decimal(0))
+    in_window = sum((t.billed_in_window.amount for t in rows if t.billed_in_window), Decimal(0))
+    zero = Decimal(0)
+    buckets = {"1-30": zero, "31-60": zero, "61-90": zero, "91+": zero}
+    billed = paid = remaining = overdue = zero
+    for t in mine:
+        billed += t.billed.amount
+        paid += t.paid.amount
+        remaining += t.remaining.amount
+        overdue += t.overdue.amount
+        for label, money in t.overdue_buckets.items():
+            if label in buckets:
+                buckets[label] += money.amount
+    aging = analytics.Aging(
+        Money(remaining - overdue, currency),
+        Money(buckets["1-30"], currency),
+        Money(buckets["31-60"], currency),
+        Money(buckets["61-90"], currency),
+        Money(buckets["91+"], currency),
     )
-    billed = Money.sum((t.billed for t in totals), keys.currency)
-    return billed - Money(window.credited, keys.currency)
+    dso = analytics.dso(aging.total, Money(in_window, currency), DSO_WINDOW_DAYS) if rows else None
+    return Receivables(Money(billed - credited, currency), Money(paid, currency), aging, dso)
 
 
-async def paid_to_date(ctx: Context, keys: AccountKeys) -> Money:
-    return Money.sum((t.paid for t in await _totals(ctx, keys)), keys.currency)
-
-
-async def aging(ctx: Context, keys: AccountKeys) -> analytics.Aging:
-    totals = await _totals(ctx, keys)
-    c = keys.currency
-
-    def bucket(label: str) -> Money:
-        return Money.sum((t.overdue_buckets.get(label, Money.zero(c)) for t in totals), c)
-
-    remaining = Money.sum((t.remaining for t in totals), c)
-    overdue = Money.sum((t.overdue for t in totals), c)
-    return analytics.Aging(
-        remaining - overdue, bucket("1-30"), bucket("31-60"), bucket("61-90"), bucket("91+")
-    )
-
-
-async def contracted(ctx: Context, keys: AccountKeys) -> Money:
-    if keys.crm_id is None:
-        return Money.zero(keys.currency)
-    won = await ctx.loaders.crm_won_value.load(keys.crm_id)  # closed-won amounts by currency
-    return Money(won.get(keys.currency, Decimal(0)), keys.currency)
-
-
-async def backlog(ctx: Context, keys: AccountKeys) -> Money:
-    value, billed = await asyncio.gather(contracted(ctx, keys), billed_to_date(ctx, keys))
-    return analytics.backlog(value, billed)
-
-
-async def revenue_and_cost(ctx: Context, keys: AccountKeys) -> tuple[Money, Money]:
-    if keys.psa_id is None:
-        return Money.zero(keys.currency), Money.zero(keys.currency)
-    # time_revenue / time_cost, summed by the PSA read model; a client in another currency still raises
-    totals = await ctx.loaders.psa_client_time.load(int(keys.psa_id))
-    revenue = Money.sum(
-        (Money(t.revenue, t.currency) for t in totals if t.revenue is not None), keys.currency
-    )
-    cost = Money.sum((Money(t.cost, t.currency) for t in totals if t.cost is not None), keys.currency)
+def revenue_and_cost(totals: list[TimeTotals], currency: str) -> tuple[Money, Money]:
+    """Time at bill rate and at cost rate; time in another currency raises ``CurrencyMismatch``."""
+    revenue = Money.sum((Money(t.revenue, t.currency) for t in totals if t.revenue is not None), currency)
+    cost = Money.sum((Money(t.cost, t.currency) for t in totals if t.cost is not None), currency)
     return revenue, cost
 
 
-async def margin(ctx: Context, keys: AccountKeys) -> Decimal | None:
-    revenue, cost = await revenue_and_cost(ctx, keys)
-    return analytics.margin(revenue, cost)
+async def _read(load: Callable[[list[K]], Awaitable[list[V]]], keys: list[K]) -> Part[dict[K, V]]:
+    """One system's aggregates for ``keys`` as a part: the values by key, or the read's error."""
+    try:
+        values = await load(keys) if keys else []
+    except Exception as exc:
+        error = exc
+
+        def failed() -> dict[K, V]:
+            raise error
+
+        return Part(failed)
+    found = dict(zip(keys, values, strict=True))
+    return Part(lambda: found)
 
 
-async def dso(ctx: Context, keys: AccountKeys) -> Decimal | None:
-    if keys.erp_id is None:
-        return None
-    receivables, window = await asyncio.gather(
-        aging(ctx, keys), ctx.loaders.erp_billing_window.load(keys.erp_id)
+def _pick(part: Part[dict[K, V]], key: K | None, empty: V) -> Part[V]:
+    def value() -> V:
+        found = part.get()
+        return empty if key is None else found[key]
+
+    return Part(value)
+
+
+async def load_figures(
+    loaders: Loaders, refs: Sequence[AccountRef], thresholds: analytics.HealthThresholds
+) -> list[AccountFigures]:
+    """The batch function of ``Loaders.account_figures``: one ``load_many`` per system for every ref."""
+    ids = [r.canonical_id for r in refs]
+    erp_links, psa_links = await asyncio.gather(
+        loaders.xref_to_system["erp"].load_many(ids), loaders.xref_to_system["psa"].load_many(ids)
     )
-    return analytics.dso(receivables.total, Money(window.billed_in_window, keys.currency), DSO_WINDOW_DAYS)
-
-
-async def health(ctx: Context, keys: AccountKeys) -> analytics.Health:
-    receivables, fraction, days = await asyncio.gather(aging(ctx, keys), margin(ctx, keys), dso(ctx, keys))
-    return analytics.health(receivables, margin=fraction, dso=days, thresholds=ctx.thresholds)
+    keys = [
+        AccountKeys(r.canonical_id, r.currency, r.crm_id, erp or r.erp_id, psa)
+        for r, erp, psa in zip(refs, erp_links, psa_links, strict=True)
+    ]
+    erp_ids = list(dict.fromkeys(k.erp_id for k in keys if k.erp_id is not None))
+    crm_ids = list(dict.fromkeys(k.crm_id for k in keys if k.crm_id is not None))
+    psa_ids = list(dict.fromkeys(int(k.psa_id) for k in keys if k.psa_id is not None))
+    totals, won, time = await asyncio.gather(
+        _read(loaders.erp_invoice_totals.load_many, erp_ids),
+        _read(loaders.crm_won_value.load_many, crm_ids),
+        _read(loaders.psa_client_time.load_many, psa_ids),
+    )
+    return [
+        AccountFigures(
+            k,
+            _pick(totals, k.erp_id, []),
+            _pick(won, k.crm_id, {}),
+            _pick(time, None if k.psa_id is None else int(k.psa_id), []),
+            thresholds,
+        )
+        for k in keys
+    ]
 
 
 def percent(fraction: Decimal | None) -> Decimal | None:

@@ -25,17 +25,19 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from canonical.analytics import HealthThresholds
 from canonical.entities import Account, Invoice, Opportunity, OpportunityLine, Project, TimeEntry
 from canonical.enums import OpportunityStage
 from canonical.errors import MappingInvalid
 from resolvers.cache import ReadCache
 from resolvers.delivery import DeliveryLoaders, make_loader
+from resolvers.figures import DSO_WINDOW_DAYS, AccountFigures, AccountRef, load_figures
 from store.repositories.xrefs import CrossReferenceRepo
 from subgraphs.crm.client import CrmClient
 from subgraphs.crm.loaders import load_accounts, load_opportunity_lines
@@ -64,7 +66,6 @@ V = TypeVar("V")
 #: Without a ``ReadCache``, up to this many PSA clients' time is read per client; beyond, the firm's whole
 #: time list (paged at 2000) is cheaper and its cost does not grow with the number of accounts asked for.
 PER_CLIENT_THRESHOLD = 4
-DSO_WINDOW_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,8 @@ class ListKey:
     first: int
 
 
-@dataclass(frozen=True)
-class BillingWindow:
-    """Billing in the DSO window and credit memos per customer, across currencies (``invoice_totals``)."""
-
-    billed_in_window: Decimal
-    credited: Decimal
+def _by_name(account: Account) -> tuple[str, str]:
+    return account.name, account.id
 
 
 def _mapped(records: list[AccountRecord]) -> list[Account]:
@@ -108,67 +105,134 @@ class Loaders:
         as_of: date,
         batching: bool = True,
         cache: ReadCache | None = None,
+        thresholds: HealthThresholds | None = None,
     ) -> None:
         self.crm, self.psa, self.erp, self.sessionmaker, self.as_of = crm, psa, erp, sessionmaker, as_of
+        self.thresholds = thresholds or HealthThresholds()
         self.batching, self.cache = batching, cache
         # the firm's time aggregates: the process's read model, or one read for this request alone
         self.psa_time = cache.psa_time if cache is not None else TimeAggregates(ttl_s=math.inf)
         self.psa_ids = PsaIds()
 
-        def _loader(batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
-            return make_loader(batch, batching)
-
         self._client_of: dict[str, int] = {}  # time entry canonical id → PSA client id
         self._psa_project_of: dict[str, int] = {}  # time entry canonical id → PSA project id
-        # store: canonical id → system id, and back
-        self.xref_to_system: dict[str, DataLoader[str, str | None]] = {
-            system: _loader(partial(self._system_ids, system)) for system in ("crm", "erp", "psa")
-        }
-        self.xref_to_canonical: dict[str, DataLoader[str, str | None]] = {
-            system: _loader(partial(self._canonical_ids, system)) for system in ("crm", "erp", "psa")
-        }
-        # CRM
-        self.crm_accounts: DataLoader[str, Any] = DataLoader(partial(load_accounts, crm), batch=batching)
-        self.crm_account_list: DataLoader[str, list[Account]] = _loader(self._account_lists)
-        self.crm_opportunities_by_account: DataLoader[str, list[Opportunity]] = _loader(
-            self._opportunities_by_account
-        )
-        self.crm_won_value: DataLoader[str, dict[str, Decimal]] = _loader(self._won_value)
-        self.crm_opportunity_lines: DataLoader[str, tuple[OpportunityLine, ...]] = DataLoader(
-            partial(load_opportunity_lines, crm), batch=batching
-        )
-        # ERP
-        self.erp_customers: DataLoader[str, Account | None] = _loader(customers_loader(erp))
-        self.erp_jobs: DataLoader[str, Project | None] = _loader(jobs_loader(erp))
-        self.erp_invoices_by_customer: DataLoader[str, list[Invoice]] = _loader(
-            invoices_by_customer_loader(erp)
-        )
-        self.erp_invoices_by_job: DataLoader[str, list[Invoice]] = _loader(self._invoices_by_job)
-        self.erp_job_by_canonical_id: DataLoader[str, tuple[Project, str | None] | None] = _loader(
-            self._jobs_by_canonical_id
-        )
         self._window_start = as_of - timedelta(days=DSO_WINDOW_DAYS - 1)
-        self.erp_invoice_totals: DataLoader[str, list[InvoiceTotals]] = _loader(self._invoice_totals)
-        self.erp_billing_window: DataLoader[str, BillingWindow] = _loader(self._billing_window)
-        self.erp_invoice_by_canonical_id: DataLoader[str, tuple[Invoice, str | None] | None] = _loader(
-            self._invoices_by_canonical_id
+
+    # Each loader is built on first use (``cached_property``): a request touches a handful of the ~40,
+    # and building all of them cost a cached single-account query more CPU than resolving it.
+    def _loader(self, batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
+        return make_loader(batch, self.batching)
+
+    # store: canonical id → system id, and back
+    @cached_property
+    def xref_to_system(self) -> dict[str, DataLoader[str, str | None]]:
+        return {system: self._loader(partial(self._system_ids, system)) for system in ("crm", "erp", "psa")}
+
+    @cached_property
+    def xref_to_canonical(self) -> dict[str, DataLoader[str, str | None]]:
+        return {
+            system: self._loader(partial(self._canonical_ids, system)) for system in ("crm", "erp", "psa")
+        }
+
+    @cached_property
+    def account_figures(self) -> DataLoader[AccountRef, AccountFigures]:
+        """Every health figure of an account, computed once per request (``resolvers.figures``)."""
+        return self._loader(self._account_figures)
+
+    # CRM
+    @cached_property
+    def crm_accounts(self) -> DataLoader[str, Any]:
+        return self._loader(self._crm_accounts)
+
+    @cached_property
+    def crm_account_list(self) -> DataLoader[str, list[Account]]:
+        return self._loader(self._account_lists)
+
+    @cached_property
+    def crm_opportunities_by_account(self) -> DataLoader[str, list[Opportunity]]:
+        return self._loader(self._opportunities_by_account)
+
+    @cached_property
+    def crm_won_value(self) -> DataLoader[str, dict[str, Decimal]]:
+        return self._loader(self._won_value)
+
+    @cached_property
+    def crm_opportunity_lines(self) -> DataLoader[str, tuple[OpportunityLine, ...]]:
+        return self._loader(partial(load_opportunity_lines, self.crm))
+
+    # ERP
+    @cached_property
+    def erp_customers(self) -> DataLoader[str, Account | None]:
+        return self._loader(customers_loader(self.erp))
+
+    @cached_property
+    def erp_jobs(self) -> DataLoader[str, Project | None]:
+        return self._loader(jobs_loader(self.erp))
+
+    @cached_property
+    def erp_invoices_by_customer(self) -> DataLoader[str, list[Invoice]]:
+        return self._loader(invoices_by_customer_loader(self.erp))
+
+    @cached_property
+    def erp_invoices_by_job(self) -> DataLoader[str, list[Invoice]]:
+        return self._loader(self._invoices_by_job)
+
+    @cached_property
+    def erp_job_by_canonical_id(self) -> DataLoader[str, tuple[Project, str | None] | None]:
+        return self._loader(self._jobs_by_canonical_id)
+
+    @cached_property
+    def erp_invoice_totals(self) -> DataLoader[str, list[InvoiceTotals]]:
+        return self._loader(self._invoice_totals)
+
+    @cached_property
+    def erp_invoice_by_canonical_id(self) -> DataLoader[str, tuple[Invoice, str | None] | None]:
+        return self._loader(self._invoices_by_canonical_id)
+
+    @cached_property
+    def erp_list_page(self) -> DataLoader[ListKey, RowPage]:
+        """One page of a filtered list (the graph's projects and invoices)."""
+        return self._loader(self._list_pages)
+
+    @cached_property
+    def erp_list_count(self) -> DataLoader[tuple[str, ListFilter], int]:
+        """A filtered list's count, when asked."""
+        return self._loader(self._list_counts)
+
+    @cached_property
+    def erp_job_list(self) -> DataLoader[str, list[tuple[Project, str | None]]]:
+        return self._loader(self._job_lists)
+
+    @cached_property
+    def erp_invoice_list(self) -> DataLoader[str, list[tuple[Invoice, str | None]]]:
+        return self._loader(self._invoice_lists)
+
+    # PSA
+    @cached_property
+    def psa_time_by_client(self) -> DataLoader[int, list[TimeEntry]]:
+        return self._loader(self._time_by_client)
+
+    @cached_property
+    def psa_client_time(self) -> DataLoader[int, list[TimeTotals]]:
+        return self._loader(self._client_time)
+
+    @cached_property
+    def psa_all_time(self) -> DataLoader[str, list[TimeEntry]]:
+        return self._loader(self._all_time)
+
+    @cached_property
+    def psa_time_by_project(self) -> DataLoader[int, list[TimeEntry]]:
+        return self._loader(partial(load_time_entries_by_project, self.psa, self.psa_ids))
+
+    @cached_property
+    def psa_project_list(self) -> DataLoader[str, dict[str, WireProject]]:
+        return self._loader(self._psa_projects)
+
+    @cached_property
+    def delivery(self) -> DeliveryLoaders:
+        return DeliveryLoaders(
+            self.psa, self.erp, self.sessionmaker, self.psa_ids, as_of=self.as_of, batching=self.batching
         )
-        # one page of a filtered list (the graph's projects and invoices), and its count when asked
-        self.erp_list_page: DataLoader[ListKey, RowPage] = _loader(self._list_pages)
-        self.erp_list_count: DataLoader[tuple[str, ListFilter], int] = _loader(self._list_counts)
-        self.erp_job_list: DataLoader[str, list[tuple[Project, str | None]]] = _loader(self._job_lists)
-        self.erp_invoice_list: DataLoader[str, list[tuple[Invoice, str | None]]] = _loader(
-            self._invoice_lists
-        )
-        # PSA
-        self.psa_time_by_client: DataLoader[int, list[TimeEntry]] = _loader(self._time_by_client)
-        self.psa_client_time: DataLoader[int, list[TimeTotals]] = _loader(self._client_time)
-        self.psa_all_time: DataLoader[str, list[TimeEntry]] = _loader(self._all_time)
-        self.psa_time_by_project: DataLoader[int, list[TimeEntry]] = DataLoader(
-            partial(load_time_entries_by_project, psa, self.psa_ids), batch=batching
-        )
-        self.psa_project_list: DataLoader[str, dict[str, WireProject]] = _loader(self._psa_projects)
-        self.delivery = DeliveryLoaders(psa, erp, sessionmaker, self.psa_ids, as_of=as_of, batching=batching)
 
     # -- store -----------------------------------------------------------------------------------------
     async def _cached_xrefs(
@@ -207,13 +271,38 @@ class Loaders:
                 found.update(await repo.resolve_many(system, entity_type, keys))
         return [found.get(k) for k in keys]
 
+    async def _account_figures(self, keys: list[AccountRef]) -> list[AccountFigures]:
+        return await load_figures(self, keys, self.thresholds)
+
     # -- CRM -------------------------------------------------------------------------------------------
+    async def _crm_accounts(self, keys: list[str]) -> list[Account | MappingInvalid | None]:
+        if self.cache is None:
+            return await load_accounts(self.crm, keys)
+        return await self.cache.crm_accounts.get_many(keys, partial(load_accounts, self.crm))
+
     async def _account_lists(self, keys: list[str]) -> list[list[Account]]:
-        # Key: a legal entity code, or "*" for all. One SOQL (paged) per distinct key.
-        results = await asyncio.gather(
-            *(self.crm.accounts(legal_entity=None if k == "*" else k) for k in keys)
-        )
-        return [_mapped(records) for records in results]
+        """Key: a legal entity code, or "*" for all. One SOQL (paged) per distinct key; the mapped rows in
+        the graph's order (name, id). Through the cache, a list read also refreshes the rows by id."""
+
+        async def read(wanted: list[str]) -> list[list[Account]]:
+            results = await asyncio.gather(
+                *(self.crm.accounts(legal_entity=None if k == "*" else k) for k in wanted)
+            )
+            return [sorted(_mapped(records), key=_by_name) for records in results]
+
+        cache = self.cache
+        if cache is None:
+            return await read(keys)
+
+        async def fetch(missing: list[str]) -> list[list[Account]]:
+            rows = cache.crm_accounts
+            epoch, asked_at = rows.epoch, rows.clock()
+            lists = await read(missing)
+            found = ((a.crm_id, a) for accounts in lists for a in accounts if a.crm_id)
+            rows.put_many(found, asked_at=asked_at, epoch=epoch)
+            return lists
+
+        return await cache.crm_account_lists.get_many(keys, fetch)
 
     async def _opportunities_by_account(self, keys: list[str]) -> list[list[Opportunity]]:
         records: list[OpportunityRecord] = await self.crm.records_where_in(  # type: ignore[assignment]
@@ -257,18 +346,6 @@ class Loaders:
         return await self.cache.invoice_totals.get_many(
             [(self.as_of, self._window_start, k) for k in keys], fetch
         )
-
-    async def _billing_window(self, keys: list[str]) -> list[BillingWindow]:
-        # Columns of the invoice_totals aggregate: no read of its own. Summed over currencies, as the
-        # figures have always taken them.
-        found = await self.erp_invoice_totals.load_many(keys)
-        return [
-            BillingWindow(
-                sum((t.billed_in_window.amount for t in rows if t.billed_in_window), Decimal(0)),
-                sum((t.credited.amount for t in rows if t.credited), Decimal(0)),
-            )
-            for rows in found
-        ]
 
     async def _invoices_by_canonical_id(self, keys: list[str]) -> list[tuple[Invoice, str | None] | None]:
         """By the store's link or our external id: one store query and one SuiteQL (``IN``) per batch.

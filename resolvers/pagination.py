@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import strawberry
 
 from canonical.errors import Problem, ValidationFailed
 
 T = TypeVar("T")
+R = TypeVar("R")
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
@@ -92,10 +93,23 @@ def check_page_size(first: int) -> None:
         )
 
 
-def paginate(rows: Sequence[T], first: int, after: str | None) -> Connection[T]:
+@overload
+def paginate(rows: Sequence[T], first: int, after: str | None) -> Connection[T]: ...
+
+
+@overload
+def paginate(rows: Sequence[R], first: int, after: str | None, node: Callable[[R], T]) -> Connection[T]: ...
+
+
+def paginate(
+    rows: Sequence[Any], first: int, after: str | None, node: Callable[[Any], Any] | None = None
+) -> Connection[Any]:
+    """The page of ``rows`` after the cursor; ``node`` maps only the rows of the page (not the whole list)."""
     check_page_size(first)
     start = decode_cursor(after) + 1 if after else 0
     window = rows[start : start + first]
+    if node is not None:
+        window = [node(row) for row in window]
     edges = [Edge(cursor=encode_cursor(start + i), node=row) for i, row in enumerate(window)]
     return Connection(
         edges=edges,

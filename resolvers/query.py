@@ -127,8 +127,8 @@ class Query:
             and (f.business_line is None or a.business_line == f.business_line)
             and (f.name_contains is None or f.name_contains.lower() in a.name.lower())
         ]
-        rows.sort(key=lambda a: (a.name, a.id))
-        return paginate([Account.of(a) for a in rows], first, after)
+        # the list comes in the graph's order (name, id); only the page becomes graph objects
+        return paginate(rows, first, after, Account.of)
 
     @strawberry.field
     async def project(self, info: Info, id: strawberry.ID) -> Project | None:

@@ -32,49 +32,52 @@ strawberry.enum(HealthStatus)
 
 @strawberry.type
 class AccountHealth:
-    """Receivables, backlog, margin and DSO of one account as of the request's date, with a traffic light."""
+    """Receivables, backlog, margin and DSO of one account as of the request's date, with a traffic light.
 
-    keys: strawberry.Private[figures.AccountKeys]
+    Every figure is computed once per account and request (``resolvers.figures``); the fields only read
+    them, so they are plain functions, not coroutines. A field whose system failed raises its error."""
 
-    @strawberry.field
-    async def billed_to_date(self, info: Info) -> MoneyType | None:
-        return MoneyType.of(await figures.billed_to_date(info.context, self.keys))
-
-    @strawberry.field
-    async def paid_to_date(self, info: Info) -> MoneyType | None:
-        return MoneyType.of(await figures.paid_to_date(info.context, self.keys))
+    figures: strawberry.Private[figures.AccountFigures]
 
     @strawberry.field
-    async def open_receivables(self, info: Info) -> MoneyType | None:
-        return MoneyType.of((await figures.aging(info.context, self.keys)).total)
+    def billed_to_date(self) -> MoneyType | None:
+        return MoneyType.of(self.figures.receivables.get().billed)
 
     @strawberry.field
-    async def overdue(self, info: Info) -> MoneyType | None:
-        return MoneyType.of((await figures.aging(info.context, self.keys)).overdue)
+    def paid_to_date(self) -> MoneyType | None:
+        return MoneyType.of(self.figures.receivables.get().paid)
 
     @strawberry.field
-    async def aging(self, info: Info) -> Aging | None:
-        return Aging.of(await figures.aging(info.context, self.keys))
+    def open_receivables(self) -> MoneyType | None:
+        return MoneyType.of(self.figures.receivables.get().aging.total)
 
     @strawberry.field
-    async def backlog(self, info: Info) -> MoneyType | None:
-        return MoneyType.of(await figures.backlog(info.context, self.keys))
+    def overdue(self) -> MoneyType | None:
+        return MoneyType.of(self.figures.receivables.get().aging.overdue)
+
+    @strawberry.field
+    def aging(self) -> Aging | None:
+        return Aging.of(self.figures.receivables.get().aging)
+
+    @strawberry.field
+    def backlog(self) -> MoneyType | None:
+        return MoneyType.of(self.figures.backlog.get())
 
     @financial(description="(revenue − cost) / revenue × 100 over the account's time; null without revenue")
-    async def margin_percent(self, info: Info) -> Decimal | None:
-        return figures.percent(await figures.margin(info.context, self.keys))
+    def margin_percent(self) -> Decimal | None:
+        return figures.percent(self.figures.margin.get())
 
     @strawberry.field(description="Days sales outstanding over the last 90 days")
-    async def dso(self, info: Info) -> Decimal | None:
-        return await figures.dso(info.context, self.keys)
+    def dso(self) -> Decimal | None:
+        return self.figures.receivables.get().dso
 
     @strawberry.field
-    async def status(self, info: Info) -> HealthStatus | None:
-        return (await figures.health(info.context, self.keys)).status
+    def status(self) -> HealthStatus | None:
+        return self.figures.health.get().status
 
     @strawberry.field
-    async def reasons(self, info: Info) -> list[str] | None:
-        return list((await figures.health(info.context, self.keys)).reasons)
+    def reasons(self) -> list[str] | None:
+        return list(self.figures.health.get().reasons)
 
 
 @strawberry.federation.type(keys=["id"])
@@ -109,10 +112,6 @@ class Account:
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Account | None:
         return await load_account(info.context, str(id))
 
-    async def keys(self, ctx: Context) -> figures.AccountKeys:
-        erp_id, psa_id = await asyncio.gather(self._erp_id(ctx), self._psa_id(ctx))
-        return figures.AccountKeys(self.entity.id, self.currency, self.crm_id, erp_id, psa_id)
-
     async def _erp_id(self, ctx: Context) -> str | None:
         linked = await ctx.loaders.xref_to_system["erp"].load(self.entity.id)
         return linked or self.entity.erp_id
@@ -136,7 +135,8 @@ class Account:
 
     @strawberry.field
     async def health(self, info: Info) -> AccountHealth:
-        return AccountHealth(keys=await self.keys(info.context))
+        ref = figures.AccountRef.of(self.entity)
+        return AccountHealth(figures=await info.context.loaders.account_figures.load(ref))
 
     @strawberry.field
     async def opportunities(
