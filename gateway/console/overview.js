@@ -57,7 +57,7 @@ function flowCard(f) {
       "figure",
       { class: "spark" },
       sparkline(f.throughput, { failures: f.failures, label: `${f.flow} ${f.throughputUnit} completed` }),
-      h("figcaption", {}, `${total} ${f.throughputUnit} completed`, f.p50DurationMs !== null ? ` · p50 run ${f.p50DurationMs} ms` : ""),
+      h("figcaption", {}, `${total} ${total === 1 ? f.throughputUnit.replace(/s$/, "") : f.throughputUnit} completed`, f.p50DurationMs !== null ? ` · p50 run ${f.p50DurationMs} ms` : ""),
     ),
   );
 }

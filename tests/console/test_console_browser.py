@@ -66,6 +66,7 @@ def test_an_admin_sees_a_fault_s_exception_replays_it_and_sees_it_resolved_and_a
     page = console.page()
     page.goto(gateway.url("/console/"))
     page.wait_for_selector("#login:not([hidden])")
+    assert not page.is_visible("#nav") and not page.is_visible("#page")  # nothing before a token
     console.shot(page, "01-sign-in")
     page.fill("#token-input", "not-a-token")
     page.click("#sign-in")
