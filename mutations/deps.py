@@ -8,17 +8,19 @@ Flows never build clients or engines themselves: the caller owns their lifecycle
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from canonical.errors import ConfigurationError
 from canonical.mapping import MappingSet
 from store.models import utcnow
 from store.repositories.idempotency import DEFAULT_TTL
 from subgraphs.crm.client import CrmClient
 from subgraphs.erp.client import ErpClient
+from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.psa.client import PsaClient
 
 Clock = Callable[[], datetime]
@@ -30,6 +32,10 @@ class FlowDeps:
     """The connectors, the store, the mapping in force and a clock (aware UTC; tests pass a fixed one).
 
     ``idempotency_ttl`` is the published retention of idempotency keys (Stripe: at least 24 h).
+
+    The ERP seam: ``erp_by_entity`` says which ERP books each legal entity ("netsuite", the default, or
+    "tryton"); ``tryton`` is the Tryton connector when any entity uses it. Flows ask ``tryton_for(entity)``
+    and take the Tryton adapter (``mutations/*/tryton.py``) when it answers a client.
     """
 
     crm: CrmClient
@@ -39,9 +45,28 @@ class FlowDeps:
     mapping: MappingSet
     clock: Clock = utcnow
     idempotency_ttl: timedelta = DEFAULT_TTL
+    tryton: TrytonClient | None = None
+    erp_by_entity: Mapping[str, str] = field(default_factory=dict)
 
     def today(self) -> date:
         return self.clock().date()
+
+    def erp_of(self, legal_entity: str | None) -> str:
+        return self.erp_by_entity.get(legal_entity or "", "netsuite")
+
+    def tryton_for(self, legal_entity: str | None) -> TrytonClient | None:
+        """The Tryton connector when ``legal_entity`` books in Tryton, else None (NetSuite: ``erp``)."""
+        if self.erp_of(legal_entity) != "tryton":
+            return None
+        if self.tryton is None:
+            raise ConfigurationError(
+                f"legal entity {legal_entity} books in Tryton but no Tryton connector is configured "
+                "(P2C_TRYTON__BASE_URL)"
+            )
+        return self.tryton
+
+    def tryton_entities(self) -> list[str]:
+        return sorted(code for code, erp in self.erp_by_entity.items() if erp == "tryton")
 
 
 __all__ = ["Clock", "FlowDeps", "Sessions"]

@@ -35,6 +35,7 @@ from mutations.governance import (
     jsonable,
 )
 from mutations.provisioning import steps
+from mutations.provisioning import tryton as tryton_steps
 from mutations.provisioning.amend import apply_change_order, check_change_order
 from mutations.provisioning.options import Choice, PersonChoice, ProvisioningOptions, provisioning_options
 from mutations.provisioning.outcomes import FLOW, ProvisionResult, amendment_required, failed, refuse
@@ -115,6 +116,9 @@ async def _provision(
 
 
 async def _run_steps(deps: FlowDeps, runner: FlowRunner, plan: Plan) -> ProvisionResult:
+    tryton = deps.tryton_for(plan.legal_entity.code)
+    if tryton is not None:  # the entity books in Tryton: same plan, the ERP steps of that adapter
+        return await tryton_steps.run(deps, tryton, runner, plan)
     k = steps.keys(plan)
 
     def step(name: str, action: Callable[[], Awaitable[Mapping[str, Any]]]) -> Awaitable[dict[str, Any]]:

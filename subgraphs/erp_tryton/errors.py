@@ -9,7 +9,7 @@ httpx.TransportError               → UpstreamUnavailable
                                    → TrytonRejected(vendor_code="UserError") with ``reason``
                                      PERIOD_CLOSED / ALREADY_BILLED / AFTER_END_DATE / NOTHING_TO_INVOICE
                                      when recognisable, else USER_ERROR
-200 + "error": ["'model.name'", ""] (a KeyError: no such model)
+200 + "error": ["'name'", ""] (a KeyError: no such model or field)
                                    → TrytonRejected(reason="UNKNOWN_METHOD")
 200 + any other "error"            → TrytonRejected(reason="SERVER_ERROR")
 """
@@ -41,7 +41,7 @@ USER_ERROR = "USER_ERROR"
 
 
 class TrytonRejected(UpstreamRejected):
-    """Tryton refused a call. ``reason`` is what flows map to reason codes (like NetSuite's ``ErpRejected``)."""
+    """Tryton refused a call; flows map ``reason`` to their reason codes (as NetSuite's ``ErpRejected``)."""
 
     def __init__(self, message: str, *, reason: str, description: str = "", **kwargs: Any) -> None:
         super().__init__(SYSTEM, message, **kwargs)
@@ -85,7 +85,7 @@ def from_error(error: Any, method: str, config: TrytonConfig) -> UpstreamError:
     first = str(error[0]) if isinstance(error, list) and error else str(error)
     if re.fullmatch(r"'[\w.]+'", first):  # trytond answers a KeyError for a model it does not have
         return TrytonRejected(
-            f"unknown method {method} (no such model {first})",
+            f"{method}: Tryton has no model or field {first}",
             reason=UNKNOWN_METHOD, status=200, vendor_code="KeyError", endpoint=endpoint,
         )
     return TrytonRejected(

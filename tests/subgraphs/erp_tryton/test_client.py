@@ -93,7 +93,7 @@ async def test_unknown_method_and_model_are_clear_errors(tryton: Server) -> None
             await client.read("no.such.model", [1], ["id"])
     assert (method.value.reason, method.value.status) == ("UNKNOWN_METHOD", 403)
     assert model.value.reason == "UNKNOWN_METHOD"
-    assert "no.such.model" in model.value.message
+    assert "no model or field 'no.such.model'" in model.value.message
 
 
 async def test_expired_session_logs_in_again_once(tryton: Server) -> None:

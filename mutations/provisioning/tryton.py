@@ -1,0 +1,189 @@
+"""Provisioning for a legal entity that books in Tryton: the ERP steps of ``provision.py`` on Tryton.
+
+The CRM, the PSA and the plan are the same as for NetSuite; only the ERP writes differ:
+
+    tryton:party:<account id>      party.party, ``code`` = the canonical account id (found by it first)
+    tryton:project:<project id>    project.work with its tasks in one create (atomic in Tryton), found first
+                                   by ``comment`` = "p2c:<project id>"; the invoice method comes from the
+                                   billing method (T&M → timesheet, fixed fee → effort, milestone → progress)
+
+Tryton has no external-id upsert, so each write searches by our reference before it creates; the step
+record makes a finished step never run again. Tryton has no sales order or billing schedule in these
+modules: the project itself is the contract and its invoice method the schedule, so the result names the
+project for both. Cross-references use the system name ``tryton``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from canonical.entities import Project
+from canonical.enums import BillingMethod, ProjectStatus
+from canonical.ids import step_key
+from mutations.deps import FlowDeps
+from mutations.governance import FlowRunner
+from mutations.identity import ACCOUNT, PROJECT
+from mutations.provisioning import steps
+from mutations.provisioning.outcomes import ProvisionResult
+from mutations.provisioning.plan import Plan
+from store.repositories import CrossReferenceRepo
+from subgraphs.erp_tryton.client import TrytonClient
+from subgraphs.erp_tryton.mapping import (
+    effort_and_price,
+    party_values,
+    project_values,
+    reference,
+    task_values,
+)
+
+SYSTEM = "tryton"
+PREFIX = "tryton:"  # on CRM fields that hold an ERP id, so a NetSuite id and a Tryton id never mix
+
+
+def keys(plan: Plan) -> dict[str, str]:
+    k = steps.keys(plan)
+    k.update(
+        customer=step_key(SYSTEM, "party", plan.ids.account_id),
+        job=step_key(SYSTEM, "project", plan.ids.project_id),
+    )
+    return k
+
+
+async def _link(deps: FlowDeps, canonical: str, entity: str, system_id: str, plan: Plan) -> None:
+    async with deps.sessionmaker.begin() as session:
+        await CrossReferenceRepo(session, clock=deps.clock).link(
+            canonical, entity, SYSTEM, system_id, legal_entity=plan.legal_entity.code
+        )
+
+
+async def party(deps: FlowDeps, client: TrytonClient, plan: Plan) -> Mapping[str, Any]:
+    account_id = plan.ids.account_id
+    async with deps.sessionmaker() as session:
+        linked = (await CrossReferenceRepo(session).system_ids_for(SYSTEM, [account_id])).get(account_id)
+    hint = plan.erp_customer_hint or ""
+    candidates = [("cross_reference", linked), ("crm_erp_id", hint.removeprefix(PREFIX) if hint else None)]
+    found: tuple[int, str] | None = None
+    for rule, tryton_id in candidates:
+        if tryton_id and str(tryton_id).isdigit():
+            rows = await client.search_read("party.party", [["id", "=", int(tryton_id)]], ["code"])
+            if rows:
+                found = (int(rows[0]["id"]), rule)
+                break
+    if found is None:
+        rows = await client.search_read("party.party", [["code", "=", account_id]], ["id"], limit=1)
+        if rows:
+            found = (int(rows[0]["id"]), "external_id")
+    if found is None:
+        terms = await client.search_read(
+            "account.invoice.payment_term", [["name", "=", plan.terms.code]], ["id"], limit=1
+        )
+        values = party_values(plan.account, int(terms[0]["id"]) if terms else None)
+        (party_id,) = await client.create("party.party", [values])
+        found = (party_id, "created")
+    await _link(deps, account_id, ACCOUNT, str(found[0]), plan)
+    return {"erp_id": str(found[0]), "reused": found[1] != "created", "matched_by": found[1]}
+
+
+async def _product(
+    client: TrytonClient, plan: Plan, deps: FlowDeps, category: str | None
+) -> tuple[int, Decimal]:
+    products = await client.products()
+    code = deps.mapping.labour_categories.get(category or "") if category else None
+    code = code or (plan.lines[0].product_code if plan.lines else next(iter(products)))
+    product = products.get(code) or next(iter(products.values()))
+    rates = {r.labour_category: r.rate.amount for r in plan.rate_card}
+    price = rates.get(category or "") if category else None
+    return int(product["id"]), Decimal(price if price is not None else product.get("list_price") or 0)
+
+
+async def project(deps: FlowDeps, client: TrytonClient, plan: Plan, party_id: str) -> Mapping[str, Any]:
+    code = steps.project_code(plan)
+    existing = await client.search_read(
+        "project.work", [["comment", "=", reference(plan.ids.project_id)], ["type", "=", "project"]],
+        ["children"], limit=1,
+    )
+    if existing:
+        project_id = int(existing[0]["id"])
+    else:
+        canonical = Project(
+            id=plan.ids.project_id, name=plan.name, account_id=plan.ids.account_id, code=code,
+            business_line=plan.business_line.name, legal_entity=plan.legal_entity.code,
+            billing_method=plan.method, status=ProjectStatus.ACTIVE, start_date=plan.start,
+            end_date=plan.end, budget=plan.value, manager=plan.project_manager,
+        )
+        product, price = await _product(client, plan, deps, None)
+        effort: timedelta | None = None
+        if plan.method is BillingMethod.TIME_AND_MATERIALS:
+            price = plan.lines[0].unit_price.amount if plan.lines else price
+        else:
+            effort, price = effort_and_price(plan.value, sum((ln.quantity for ln in plan.lines), Decimal(0)))
+        tasks = []
+        for task in plan.tasks:
+            task_product, task_price = await _product(client, plan, deps, task.labour_category)
+            tasks.append(task_values(task.name, task.id, task_product, task_price,
+                                     start=plan.start, end=plan.end))
+        for m in plan.milestones:  # progress invoicing: each milestone is a task worth its amount
+            hours = (m.amount.amount / price) if m.amount is not None and price else Decimal(0)
+            tasks.append(task_values(m.name, m.id, product, price, start=plan.start, end=plan.end,
+                                     effort=timedelta(hours=float(hours))))
+        values = project_values(canonical, int(party_id), product, price, tasks, effort=effort)
+        (project_id,) = await client.create("project.work", [values])
+    (row,) = await client.read("project.work", [project_id], ["children.name", "children.timesheet_works"])
+    children = {str(c["name"]): int(c["id"]) for c in row.get("children.") or []}
+    await _link(deps, plan.ids.project_id, PROJECT, str(project_id), plan)
+    return {"erp_id": str(project_id), "code": code, "task_ids": children}
+
+
+async def run(deps: FlowDeps, client: TrytonClient, runner: FlowRunner, plan: Plan) -> ProvisionResult:
+    k = keys(plan)
+
+    def step(name: str, action: Callable[[], Awaitable[Mapping[str, Any]]]) -> Awaitable[dict[str, Any]]:
+        return runner.step(name, k[name], action)
+
+    customer = await step("customer", lambda: party(deps, client, plan))
+    party_id = str(customer["erp_id"])
+    job = await step("job", lambda: project(deps, client, plan, party_id))
+    project_id = str(job["erp_id"])
+    psa = await step("psa_project", lambda: steps.psa_project(deps, plan))
+    await step("psa_tasks", lambda: steps.psa_task_assignments(deps, plan, str(psa["psa_id"])))
+    if plan.erp_customer_hint != PREFIX + party_id:
+        await step("crm_account", lambda: steps.crm_account(deps, plan, PREFIX + party_id))
+    result = ProvisionResult(
+        "PROVISIONED",
+        plan.ids.opportunity_crm_id,
+        engagement_id=plan.ids.project_id,
+        account_id=plan.ids.account_id,
+        contract_id=plan.ids.contract_id,
+        billing_method=plan.method.value,
+        value=str(plan.value.amount),
+        currency=plan.currency,
+        exchange_rate=None if plan.exchange_rate is None else str(plan.exchange_rate),
+        erp_customer_id=party_id,
+        customer_reused=bool(customer.get("reused")),
+        customer_matched_by=customer.get("matched_by"),
+        erp_job_id=project_id,
+        erp_contract_id=project_id,
+        erp_billing_schedule_id=project_id,
+        psa_project_id=str(psa["psa_id"]),
+        project_code=str(job["code"]),
+        run_id=runner.run_id,
+    )
+
+    async def write_back() -> Mapping[str, Any]:
+        await steps.crm_opportunity(
+            deps,
+            plan,
+            {
+                "ERP_Customer_Id__c": PREFIX + party_id,
+                "ERP_Project_Id__c": PREFIX + project_id,
+                "Provisioning_Status__c": steps.PROVISIONED,
+            },
+        )
+        return result.to_json()
+
+    await step("crm_opportunity", write_back)
+    await runner.finish()
+    return result

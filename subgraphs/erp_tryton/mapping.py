@@ -1,0 +1,182 @@
+"""Tryton records ⇄ canonical entities.
+
+    party.party            ⇄ Account (the customer)       code = the canonical account id
+    project.work (project) ⇄ Project                      comment = "p2c:<project id>"
+    project.work (task)    ⇄ Task                         comment = "p2c:<task id>"
+    timesheet.line         ⇐ an approved PSA time entry   description starts "psa:<entry>:v<version>"
+    account.invoice        ⇒ Invoice                      state + amount_to_pay → status, paid, remaining
+
+The billing method decides how Tryton invoices the project (``project_invoice_method``): time and materials
+invoices timesheets; a fixed fee invoices the estimated effort; milestones invoice progress, task by task.
+Raw RPC runs no on-change logic, so every price is set here explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from canonical.entities import Account, Invoice, Project
+from canonical.enums import BillingMethod, InvoiceStatus
+from canonical.money import Money
+from subgraphs.erp_tryton.wire import Record, hours, one2many_create
+
+INVOICE_METHODS: Mapping[BillingMethod, str] = {
+    BillingMethod.TIME_AND_MATERIALS: "timesheet",
+    BillingMethod.FIXED_FEE: "effort",
+    BillingMethod.MILESTONE: "progress",
+    BillingMethod.RETAINER: "effort",
+    BillingMethod.SUBSCRIPTION: "effort",
+}
+METHODS_BACK = {"timesheet": BillingMethod.TIME_AND_MATERIALS, "effort": BillingMethod.FIXED_FEE,
+                "progress": BillingMethod.MILESTONE}
+CENT = Decimal("0.01")
+
+
+def reference(canonical_id: str) -> str:
+    return f"p2c:{canonical_id}"
+
+
+def line_reference(entry_id: int, version: int) -> str:
+    """What a timesheet line's description starts with: the dedupe key Tryton lacks an external id for."""
+    return f"psa:{entry_id}:v{version}"
+
+
+def party_values(account: Account, payment_term: int | None) -> Record:
+    address: Record = {}
+    a = account.billing_address
+    if a is not None:
+        address.update(street=a.street or "", postal_code=a.postal_code or "", city=a.city or "")
+    values: Record = {
+        "name": account.name,
+        "code": account.id,
+        "addresses": one2many_create([address]),  # invoicing needs one; raw RPC adds no default
+    }
+    if payment_term is not None:
+        values["customer_payment_term"] = payment_term
+    return values
+
+
+def effort_and_price(value: Money, quantity: Decimal) -> tuple[timedelta, Decimal]:
+    """A fixed price as Tryton sees it: ``effort`` hours at ``value / effort`` an hour."""
+    effort = quantity if quantity > 0 else Decimal(1)
+    price = (value.amount / effort).quantize(Decimal("0.0001"))
+    return timedelta(hours=float(effort)), price
+
+
+def task_values(
+    name: str,
+    canonical_id: str,
+    product: int,
+    list_price: Decimal,
+    *,
+    start: date,
+    end: date,
+    effort: timedelta | None = None,
+) -> Record:
+    values: Record = {
+        "name": name,
+        "type": "task",
+        "product": product,
+        "list_price": list_price,
+        "timesheet_available": True,
+        "timesheet_start_date": start,
+        "timesheet_end_date": end,
+        "comment": reference(canonical_id),
+    }
+    if effort is not None:
+        values["effort_duration"] = effort
+    return values
+
+
+def project_values(
+    project: Project,
+    party: int,
+    product: int,
+    list_price: Decimal,
+    tasks: Sequence[Record],
+    *,
+    effort: timedelta | None = None,
+) -> Record:
+    method = INVOICE_METHODS[project.billing_method or BillingMethod.TIME_AND_MATERIALS]
+    values: Record = {
+        "name": f"{project.code} {project.name}" if project.code else project.name,
+        "type": "project",
+        "party": party,
+        "project_invoice_method": method,
+        "product": product,
+        "list_price": list_price,
+        "timesheet_available": True,
+        "comment": reference(project.id),
+        "children": one2many_create(list(tasks)),
+    }
+    if project.start_date is not None:
+        values["timesheet_start_date"] = project.start_date
+    if project.end_date is not None:
+        values["timesheet_end_date"] = project.end_date
+    if effort is not None:
+        values["effort_duration"] = effort
+    return values
+
+
+def timesheet_values(
+    work: int, employee: int, on: date, spent: Decimal, entry_id: int, version: int, notes: str = ""
+) -> Record:
+    text = line_reference(entry_id, version) + (f" {notes}" if notes else "")
+    return {
+        "work": work,
+        "employee": employee,
+        "date": on,
+        "duration": timedelta(hours=float(spent)),
+        "description": text,
+    }
+
+
+def invoice_status(state: str, total: Decimal, to_pay: Decimal) -> InvoiceStatus:
+    if state in ("draft", "validated"):
+        return InvoiceStatus.DRAFT
+    if state == "cancelled":
+        return InvoiceStatus.VOIDED
+    if state == "paid" or to_pay <= 0:
+        return InvoiceStatus.PAID
+    return InvoiceStatus.PARTIALLY_PAID if to_pay < total else InvoiceStatus.OPEN
+
+
+INVOICE_FIELDS = (
+    "number", "state", "invoice_date", "payment_term_date", "total_amount", "amount_to_pay", "currency.code",
+    "party", "party.code", "reference", "write_date",
+)
+
+
+def invoice_from_row(
+    row: Mapping[str, Any], *, legal_entity: str | None, project_id: str | None = None
+) -> Invoice:
+    """``row`` read with ``INVOICE_FIELDS``. Amounts are rounded to cents; the canonical id is Tryton's
+    (``tryton:<id>``), the account is the party's code (our canonical account id)."""
+    currency = str((row.get("currency.") or {}).get("code") or "EUR")
+    total = Decimal(row.get("total_amount") or 0).quantize(CENT)
+    state = str(row.get("state") or "draft")
+    to_pay = total if state in ("draft", "validated") else Decimal(row.get("amount_to_pay") or 0)
+    to_pay = to_pay.quantize(CENT)
+    issued: date = row.get("invoice_date") or date.today()
+    due: date = row.get("payment_term_date") or issued
+    return Invoice(
+        id=f"tryton:{row['id']}",
+        number=str(row.get("number") or f"DRAFT-{row['id']}"),
+        account_id=str((row.get("party.") or {}).get("code") or row.get("party")),
+        tran_date=issued,
+        due_date=due,
+        total=Money(total, currency),
+        amount_paid=Money(total - to_pay, currency),
+        amount_remaining=Money(to_pay, currency),
+        status=invoice_status(state, total, to_pay),
+        project_id=project_id,
+        legal_entity=legal_entity,
+        erp_id=str(row["id"]),
+    )
+
+
+def logged_hours(row: Mapping[str, Any]) -> Decimal:
+    return hours(row.get("duration"))
