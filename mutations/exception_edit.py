@@ -63,7 +63,7 @@ async def edit_payload(deps: FlowDeps, exception_id: str, payload: Any) -> None:
         current = await repo.get(exception_id)
         problems = payload_problems(current.payload, payload)
         if problems:
-            raise ValidationFailed(problems, subject="payload")
+            raise ValidationFailed(problems)
         await repo.update_payload(exception_id, dict(payload))
 
 

@@ -9,6 +9,7 @@ button, and the server refuses the mutation anyway with ``FORBIDDEN``. Every pag
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from mutations.identity import provisioned_project_canonical_id
 from subgraphs.crm.client import CrmClient
 from subgraphs.crm.config import CrmConfig
 from tests.console.conftest import Console, Gateway
-from tests.mutations.test_provision_scenarios import NEW_CUSTOMER_FIXED_FEE, NO_STREET
+from tests.mutations.test_provision_scenarios import EXISTING_FIXED_FEE, NEW_CUSTOMER_FIXED_FEE, NO_STREET, TM
 
 T = TypeVar("T")
 PROVISION = """mutation($opp: ID!, $key: String!) {
@@ -174,4 +175,49 @@ def test_a_sales_token_gets_no_replay_and_the_server_refuses_it(gateway: Gateway
     )
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert "replayException" in refused["errors"][0]["message"]
+    assert console.problems == []
+
+
+def test_an_admin_edits_a_payload_and_replays_and_dismisses_with_a_reason(
+    gateway: Gateway, console: Console
+) -> None:
+    admin = gateway.token("integration_admin", "ops-editor")
+    projects = [provisioned_project_canonical_id(o) for o in (EXISTING_FIXED_FEE, TM)]
+    erp_faults(gateway, fail_records=dict.fromkeys(projects, 400))
+    ids = []
+    for n, opportunity in enumerate((EXISTING_FIXED_FEE, TM)):
+        win(gateway, opportunity)
+        body = gateway.graphql(admin, PROVISION, opp=opportunity, key=f"browser-k-{3 + n}")
+        ids.append(body["data"]["provisionEngagement"]["exceptionId"])
+    edited_id, dismissed_id = ids
+    erp_faults(gateway)
+    page = console.sign_in(admin)
+
+    # an edit that drops a field is refused by the server, field by field, and nothing changes
+    console.open(page, f"#/exception?id={edited_id}")
+    payload = json.loads(page.input_value("#payload"))
+    page.fill("#payload", json.dumps({"opportunity": payload["opportunity"]}))
+    page.click("#edit-replay")
+    refused = page.wait_for_selector("#outcome .error-box[data-code=VALIDATION_FAILED]")
+    assert refused is not None and "payload.input" in refused.inner_text()
+    console.shot(page, "13-edit-refused")
+
+    # an edit of a value is stored, then replayed
+    payload["input"]["billing_contact"] = "ap@fixed.test"
+    page.fill("#payload", json.dumps(payload))
+    page.click("#edit-replay")
+    page.wait_for_selector("[data-test=outcome][data-status=RESOLVED]")
+    assert '"billing_contact": "ap@fixed.test"' in page.input_value("#payload")
+    console.shot(page, "14-edited-and-replayed")
+
+    # dismissal needs a reason; the server says so, then keeps it
+    console.open(page, f"#/exception?id={dismissed_id}")
+    page.click("#dismiss")
+    assert page.wait_for_selector("#outcome .error-box[data-code=VALIDATION_FAILED]") is not None
+    page.fill("#dismiss-reason", "deal re-scoped; provisioned by hand")
+    page.click("#dismiss")
+    page.wait_for_selector("[data-test=outcome][data-status=DISMISSED]")
+    assert "deal re-scoped; provisioned by hand" in page.inner_text(".details")
+    assert page.locator("#outcome [data-test=audit-row][data-operation=dismissException]").count() >= 1
+    console.shot(page, "15-dismissed")
     assert console.problems == []
