@@ -15,8 +15,10 @@
 - One poller process reads the month from the PSA and queues every approved entry with the poller's own
   ``enqueue_entries`` (in chunks: see ``role_poll`` for why not ``TimeEntryPoller.poll`` itself).
   Then ``--workers`` processes run ``gateway.worker.Worker`` with the gateway's own handlers on
-  ``post_time`` items (``--batch`` per claim, ``--lanes`` batches in hand at once), each with ERP
-  ``max_concurrency`` = cap // workers (the cap is account-wide), until the queue is empty.
+  ``post_time`` items (``--batch`` per claim, ``--lanes`` batches in hand at once) until the queue is
+  empty. The cap is account-wide, so the workers share it as ``p2c worker --erp-slots 15`` does
+  (``gateway.worker_share``): the workers holding posting claims split the 15 slots (8 + 7), re-divided
+  at every claim.
 - Measured: entries/s from the first claim to the last batch recorded, ERP requests (the sandbox's
   counters), duplicates and missing entries (SuiteQL over the time bills vs the PSA's approved set),
   peak RSS of each worker (``VmHWM``). Beside it, in the same run, a naive sequential poster: one entry
@@ -71,6 +73,15 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+PIDS: dict[str, int] = {}  # sandbox process ids by system, for their CPU time
+
+
 @contextmanager
 def sandboxes(state: Path, accounts: int) -> Iterator[dict[str, str]]:
     procs: list[subprocess.Popen[bytes]] = []
@@ -90,6 +101,7 @@ def sandboxes(state: Path, accounts: int) -> Iterator[dict[str, str]]:
                 subprocess.Popen([sys.executable, "-c", CLI, *args], env=_env(), stdout=log, stderr=log)
             )
             urls[system] = f"http://127.0.0.1:{port}"
+            PIDS[system] = procs[-1].pid
         deadline = time.monotonic() + 300
         for system, url in urls.items():
             while True:
@@ -168,12 +180,13 @@ async def role_work(batch: int, lanes: int) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from gateway.settings import Settings
-    from gateway.worker import Worker, default_handlers, open_flow_deps
+    from gateway.worker import Worker, default_handlers, erp_share, open_flow_deps
     from mutations.time_posting import POST_TIME, PostingCaches
 
     async with open_flow_deps(Settings()) as deps:
         handlers = {POST_TIME: default_handlers(deps, caches=PostingCaches())[POST_TIME]}
-        worker = Worker(deps.sessionmaker, handlers, batch=batch)
+        worker = Worker(deps.sessionmaker, handlers, batch=batch, shared=[erp_share(deps, CAP)])
+        cpu_at_start = time.process_time()
         first: float | None = None
         last = time.time()
         open_items = sa.text(
@@ -193,9 +206,27 @@ async def role_work(batch: int, lanes: int) -> dict[str, Any]:
                         return
                 await asyncio.sleep(0.2)  # items held by another worker, or retries not yet due
 
+        share = worker.shared[0]
+        samples: list[tuple[int, int]] = []  # (requests in flight, this worker's slots) every 10 ms
+
+        async def sample() -> None:
+            while True:
+                if first is not None:
+                    samples.append((share.limit.stats.in_flight, share.limit.limit))
+                await asyncio.sleep(0.01)
+
+        sampling = asyncio.create_task(sample())
+        requests_before = share.limit.stats.requests
         await asyncio.gather(*(lane() for _ in range(lanes)))
+        sampling.cancel()
+        requests = share.limit.stats.requests - requests_before
     report = worker.report
+    in_flight = sum(n for n, _ in samples) / max(len(samples), 1)
     return {
+        # Little's law: mean in flight = request rate × time a request holds its slot
+        "in_flight": in_flight,
+        "slots": sum(n for _, n in samples) / max(len(samples), 1),
+        "slot_ms": in_flight / (requests / (last - first)) * 1000 if first and requests else float("nan"),
         "first": first,
         "last": last,
         "done": report.done,
@@ -204,6 +235,7 @@ async def role_work(batch: int, lanes: int) -> dict[str, Any]:
         "lost": report.lost,
         "peak_rss_mb": _peak_rss_mb(),
         "cpu_s": time.process_time(),
+        "work_cpu_s": time.process_time() - cpu_at_start,
     }
 
 
@@ -258,6 +290,12 @@ async def _counters(url: str, reset: bool = False) -> int:
         if reset:
             await admin.delete("/__sandbox/counters")
         return total
+
+
+async def _over_cap(url: str) -> int:
+    """Requests the sandbox refused with 429 for being over its concurrency cap."""
+    async with httpx.AsyncClient(base_url=url) as admin:
+        return int((await admin.get("/__sandbox/counters")).json()["rejected"].get("cap", 0))
 
 
 async def _check(urls: dict[str, str]) -> dict[str, Any]:
@@ -345,7 +383,8 @@ async def bench(args: argparse.Namespace) -> int:
         f"firm: {accounts} accounts (seed {SEED}); store: {store_kind}; workers: {workers}; "
         f"batch: {args.batch}; ERP: latency {LATENCY_MS} ms, cap {CAP} "
         f"→ ceiling {CAP * 1000 // LATENCY_MS}/s; "
-        f"ERP max_concurrency per worker: {CAP // workers}"
+        f"ERP slots shared by the busy workers: {CAP} "
+        f"({' + '.join(str(CAP // workers + (i < CAP % workers)) for i in range(workers))})"
     )
     try:
         prepared = asyncio.create_task(_prepare_store(database_url, accounts))
@@ -358,12 +397,15 @@ async def bench(args: argparse.Namespace) -> int:
                 f"(peak RSS {poll['peak_rss_mb']:.0f} MB)"
             )
             await _counters(urls["erp"], reset=True)
-            env = {"P2C_ERP__MAX_CONCURRENCY": str(CAP // workers)}
+            erp_cpu = _cpu_s(PIDS["erp"])
+            env = {"P2C_ERP__MAX_CONCURRENCY": str(CAP)}  # each worker's share: see role_work
             role = ["--role", "work", "--batch", str(args.batch), "--lanes", str(args.lanes)]
             results = await asyncio.gather(
                 *(_child(urls, database_url, *role, **env) for _ in range(workers))
             )
             requests = await _counters(urls["erp"])
+            over_cap = await _over_cap(urls["erp"])
+            erp_cpu = _cpu_s(PIDS["erp"]) - erp_cpu
             check = await _check(urls)
             naive_n, naive_s, naive_requests = await _naive(urls, check["sample"], args.sample)
     finally:
@@ -388,9 +430,18 @@ async def bench(args: argparse.Namespace) -> int:
     for i, r in enumerate(results):
         print(
             f"worker {i}: {r['done']} done, {r['retried']} retried, {r['failed']} failed, {r['lost']} lost, "
-            f"peak RSS {r['peak_rss_mb']:.0f} MB, CPU {r['cpu_s']:.1f} s"
+            f"peak RSS {r['peak_rss_mb']:.0f} MB, CPU {r['cpu_s']:.1f} s; ERP slots {r['slots']:.1f}, "
+            f"{r['in_flight']:.1f} in flight on average, {r['slot_ms']:.1f} ms per request in its slot"
         )
-    print(f"ERP: {requests} requests for {done} entries ({requests / max(done, 1):.3f} per entry)")
+    print(
+        f"ERP: {requests} requests for {done} entries ({requests / max(done, 1):.3f} per entry), "
+        f"{over_cap} refused over the cap (429)"
+    )
+    worker_cpu = sum(r["work_cpu_s"] for r in results)
+    print(
+        f"CPU per entry: workers {worker_cpu * 1000 / max(done, 1):.2f} ms (after start-up), "
+        f"ERP sandbox {erp_cpu * 1000 / max(requests, 1):.2f} ms per request"
+    )
     print(
         f"PSA approved {check['approved']}, ERP approved time bills {check['posted']}: "
         f"duplicates {check['duplicates']}, missing {check['missing']}, stray {check['stray']}"

@@ -55,6 +55,7 @@ from gateway.worker_batch import (
     record_failures,
     retry_decision,
 )
+from gateway.worker_share import SharedCap, concurrency_limit
 from mutations.billing_feedback import CRM_WRITEBACK, ErpChangePoller, crm_writeback
 from mutations.deps import FlowDeps
 from mutations.intake import PROVISION, run_provision
@@ -88,6 +89,7 @@ __all__ = [
     "WorkerReport",
     "default_handlers",
     "default_pollers",
+    "erp_share",
     "open_flow_deps",
     "retry_decision",
     "run_worker",
@@ -95,6 +97,8 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 C = TypeVar("C")
+#: The kinds whose workers share the ERP's concurrency cap (``--erp-slots``).
+POSTING_KINDS = frozenset({POST_TIME, POST_EXPENSE})
 
 
 def worker_name() -> str:
@@ -115,6 +119,7 @@ class Worker:
         lanes: int = 1,
         clock: Clock = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        shared: Sequence[SharedCap] = (),
     ) -> None:
         if not handlers:
             raise ValueError("a worker needs at least one handler")
@@ -128,6 +133,7 @@ class Worker:
         self.lanes = max(1, lanes)  # batches in hand at once: one's store work overlaps another's writes
         self.clock = clock
         self.monotonic = monotonic
+        self.shared = list(shared)  # vendor caps divided between the workers holding their kinds
         self.report = WorkerReport()
         self._next_poll: dict[str, float] = {}
 
@@ -163,10 +169,14 @@ class Worker:
     async def process_batch(self) -> int:
         """Claim up to ``batch`` due items of the kinds we handle and run them one by one; how many."""
         async with self.sessionmaker.begin() as session:
-            items = await WorkQueueRepo(session, clock=self.clock).claim(
+            queue = WorkQueueRepo(session, clock=self.clock)
+            items = await queue.claim(
                 list(self.handlers), worker=self.name, batch=self.batch, lease=self.lease
             )
             jobs = [job_of(item) for item in items]
+            for share in self.shared:  # before the batch's first vendor request
+                if any(job.kind in share.kinds for job in jobs):
+                    share.apply(self.name, await queue.holders(sorted(share.kinds)))
         self.report.claimed += len(jobs)
         if not jobs:
             return 0
@@ -354,11 +364,17 @@ async def run_worker(
     batch: int = 10,
     lease: timedelta = DEFAULT_LEASE,
     kinds: Sequence[str] | None = None,
+    erp_slots: int | None = None,
     stop: asyncio.Event | None = None,
 ) -> WorkerReport:
     """``p2c worker``: drain and return with ``once``, else run until SIGTERM/SIGINT (or ``stop``).
     ``lease``: how long a claimed item stays this worker's before another may take it over; ``kinds``:
-    the work item kinds this worker takes (default all), e.g. workers dedicated to a month-end spike."""
+    the work item kinds this worker takes (default all), e.g. workers dedicated to a month-end spike;
+    ``erp_slots``: ERP requests in flight shared by every worker holding posting work (see
+    ``gateway.worker_share``) — without it each process keeps ``P2C_ERP__MAX_CONCURRENCY`` to itself."""
+    if erp_slots is not None:
+        erp = settings.erp.model_copy(update={"max_concurrency": erp_slots})
+        settings = settings.model_copy(update={"erp": erp})
     await preflight(settings, migrate_store=False)
     embedded = settings.embedded_systems()
     if embedded and not once:
@@ -375,7 +391,10 @@ async def run_worker(
             if unknown or not kinds:
                 raise ConfigurationError(f"unknown work kinds {unknown}; known: {', '.join(handlers)}")
             handlers = {k: h for k, h in handlers.items() if k in kinds}
-        worker = Worker(deps.sessionmaker, handlers, pollers=pollers, batch=batch, lease=lease)
+        shared = [] if erp_slots is None else [erp_share(deps, erp_slots)]
+        worker = Worker(
+            deps.sessionmaker, handlers, pollers=pollers, batch=batch, lease=lease, shared=shared
+        )
         if once:
             return await worker.drain()
         stop = stop or asyncio.Event()
@@ -389,6 +408,11 @@ async def run_worker(
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
+
+
+def erp_share(deps: FlowDeps, total: int) -> SharedCap:
+    """The ERP connector's concurrency limit, divided between the workers holding posting work."""
+    return SharedCap(concurrency_limit(deps.erp.transport), total, POSTING_KINDS)
 
 
 def _as(kind: type[C], client: object) -> C:

@@ -6,6 +6,7 @@
     p2c worker --batch 200 --lease 60       # bigger batches; a dead worker's items are retaken after 60 s
     p2c worker --kinds post_time,post_expense   # a worker dedicated to posting (month end)
     p2c worker --metrics-port 9101          # its own /metrics (upstream figures) on 127.0.0.1:9101
+    p2c worker --kinds post_time --erp-slots 15 # posting workers share the ERP account's 15 slots
 
 Any number of workers may run against one PostgreSQL store: items are claimed with ``SKIP LOCKED``.
 Systems come from settings like the server's; a system without ``base_url`` is an in-process sandbox of
@@ -60,6 +61,17 @@ def worker(
             "--kinds", help="comma-separated work kinds to take, e.g. post_time,post_expense (default: all)"
         ),
     ] = None,
+    erp_slots: Annotated[
+        int | None,
+        typer.Option(
+            "--erp-slots",
+            min=1,
+            max=256,
+            help="ERP requests in flight shared by every worker holding posting work (this integration's "
+            "part of the account's cap): 15 over 2 busy workers is 8 + 7, a worker alone takes all 15 "
+            "(default: P2C_ERP__MAX_CONCURRENCY per process, not shared)",
+        ),
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="store URL (default: P2C_DATABASE_URL)")
     ] = None,
@@ -92,6 +104,7 @@ def worker(
                 batch=batch,
                 lease=timedelta(seconds=lease),
                 kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds is not None else None,
+                erp_slots=erp_slots,
             )
         )
     typer.echo(summary(report))

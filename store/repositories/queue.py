@@ -130,6 +130,20 @@ class WorkQueueRepo(Repository):
         items = (await self.session.execute(claim)).scalars().all()
         return sorted(items, key=lambda item: (item.available_at, item.id))
 
+    async def holders(self, kinds: Sequence[str]) -> set[str]:
+        """The workers holding unexpired claims of ``kinds`` now (``gateway.worker_share`` divides a
+        vendor's concurrency cap between them)."""
+        query = (
+            sa.select(WorkItem.claimed_by)
+            .where(
+                WorkItem.status == "CLAIMED",
+                WorkItem.lease_expires_at > self.clock(),
+                WorkItem.kind.in_(list(kinds)),
+            )
+            .distinct()
+        )
+        return {str(w) for w in (await self.session.execute(query)).scalars() if w is not None}
+
     async def extend_lease(self, item_id: int, worker: str, lease: timedelta = DEFAULT_LEASE) -> bool:
         """Heartbeat for long work; False when the item is no longer this worker's."""
         now = self.clock()
