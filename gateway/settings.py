@@ -10,6 +10,8 @@ once at start-up and then passed down — request code never reads the environme
     P2C_CRM__BASE_URL=https://acme.my.salesforce.com
     P2C_CRM__CLIENT_SECRET=...
     P2C_CRM__TIMEOUT_S=10
+    P2C_LEGAL_ENTITIES__EU01__ERP=tryton   # which ERP books each legal entity (default netsuite)
+    P2C_TRYTON__BASE_URL=http://127.0.0.1:8001  P2C_TRYTON__PASSWORD=...   # `p2c erp tryton init`
 
 ``load_settings()`` turns every problem into a ``ConfigurationError`` naming the variable to fix.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from canonical.errors import ConfigurationError
@@ -41,6 +43,10 @@ try:
     from subgraphs.erp.config import ErpConfig
 except ImportError:  # pragma: no cover
     ErpConfig = SystemConfig  # type: ignore[misc, assignment, unused-ignore]
+try:
+    from subgraphs.erp_tryton.config import TrytonConfig
+except ImportError:  # pragma: no cover
+    TrytonConfig = SystemConfig  # type: ignore[misc, assignment, unused-ignore]
 
 ENV_PREFIX = "P2C_"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./p2c.sqlite"
@@ -52,6 +58,12 @@ _DEV_WEBHOOK_SECRET = "p2c-development-webhook-secret"
 def env_name(*loc: str | int) -> str:
     """The variable behind a settings location: ``("crm", "timeout_s")`` → ``P2C_CRM__TIMEOUT_S``."""
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+class LegalEntityErp(BaseModel):
+    """Per legal entity: the ERP that books it. One gateway can run a NetSuite and a Tryton entity."""
+
+    erp: Literal["netsuite", "tryton"] = "netsuite"
 
 
 class Settings(BaseSettings):
@@ -99,6 +111,10 @@ class Settings(BaseSettings):
     crm: CrmConfig = Field(default_factory=CrmConfig)
     psa: PsaConfig = Field(default_factory=PsaConfig)
     erp: ErpConfig = Field(default_factory=ErpConfig)
+    tryton: TrytonConfig = Field(default_factory=TrytonConfig)
+    legal_entities: dict[str, LegalEntityErp] = Field(
+        default_factory=dict, description="legal entity code → its ERP; unset → netsuite"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -108,6 +124,11 @@ class Settings(BaseSettings):
         except ConfigurationError as exc:
             raise ValueError(exc.message) from None
         return value
+
+    @field_validator("legal_entities", mode="after")
+    @classmethod
+    def _entity_codes(cls, value: dict[str, LegalEntityErp]) -> dict[str, LegalEntityErp]:
+        return {code.upper(): choice for code, choice in value.items()}  # env names arrive lower-cased
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -123,7 +144,18 @@ class Settings(BaseSettings):
                 self.webhook_secret = SecretStr(_DEV_WEBHOOK_SECRET)
         if self.log_format is None:
             self.log_format = "json" if self.mode == "production" else "console"
+        on_tryton = [code for code, choice in self.legal_entities.items() if choice.erp == "tryton"]
+        if on_tryton and not getattr(self.tryton, "base_url", None):
+            # Tryton has no in-process sandbox: a real server is needed (`p2c erp tryton init`).
+            raise ValueError(
+                f"{env_name('tryton', 'base_url')} is required: {', '.join(sorted(on_tryton))} "
+                "book(s) in Tryton (run `p2c erp tryton init` for a demo server)"
+            )
         return self
+
+    def erp_by_entity(self) -> dict[str, str]:
+        """Legal entity code → "netsuite" | "tryton", for the entities configured explicitly."""
+        return {code: choice.erp for code, choice in self.legal_entities.items()}
 
     def system(self, name: str) -> SystemConfig:
         config: SystemConfig = getattr(self, name)

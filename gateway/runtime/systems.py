@@ -8,6 +8,7 @@ from typing import Any, Protocol, cast
 import httpx
 from starlette.types import ASGIApp
 
+from canonical.errors import ConfigurationError
 from gateway.logs import get_logger
 from gateway.runtime.embedded import (
     embedded_base_url,
@@ -100,3 +101,15 @@ def build_system(name: SystemName, settings: Settings) -> SystemRuntime:
         log.error("gateway.connector.failed", system=name, reason=system.unavailable)
         log.debug("gateway.connector.failed.trace", exc_info=True, system=name)
     return system
+
+
+def build_tryton(settings: Settings) -> Any:
+    """The Tryton connector when a legal entity books in Tryton (``P2C_LEGAL_ENTITIES__<code>__ERP``), else
+    None. Tryton has no in-process sandbox: settings already refused a Tryton entity without a base URL."""
+    if "tryton" not in settings.erp_by_entity().values():
+        return None
+    module = import_optional("subgraphs.erp_tryton.client")
+    if module is None:
+        raise ConfigurationError("a legal entity books in Tryton but subgraphs.erp_tryton is not installed")
+    log.info("gateway.connector.tryton", base_url=settings.tryton.base_url, database=settings.tryton.database)
+    return module.TrytonClient.from_config(settings.tryton)

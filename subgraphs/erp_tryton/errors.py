@@ -25,10 +25,10 @@ import httpx
 from canonical.errors import (
     UpstreamAuthFailed,
     UpstreamError,
-    UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from subgraphs.erp.errors import ErpRejected
 from subgraphs.erp_tryton.config import TrytonConfig
 
 SYSTEM = "erp"
@@ -40,14 +40,14 @@ UNKNOWN_METHOD = "UNKNOWN_METHOD"
 USER_ERROR = "USER_ERROR"
 
 
-class TrytonRejected(UpstreamRejected):
-    """Tryton refused a call; flows map ``reason`` to their reason codes (as NetSuite's ``ErpRejected``)."""
+class TrytonRejected(ErpRejected):
+    """Tryton refused a call. An ``ErpRejected``: flows map ``reason`` to their reason codes whichever ERP
+    refused (PERIOD_CLOSED means the same thing in both)."""
 
     def __init__(self, message: str, *, reason: str, description: str = "", **kwargs: Any) -> None:
-        super().__init__(SYSTEM, message, **kwargs)
-        self.reason = reason
+        super().__init__(message, reason=reason, **kwargs)
         self.description = description
-        self.extensions.update(reason=reason, erp="tryton")
+        self.extensions.update(erp="tryton")
 
 
 def _matches(patterns: Sequence[str], *texts: str) -> bool:
