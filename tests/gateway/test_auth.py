@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -119,6 +120,26 @@ async def test_expired_within_leeway_is_accepted() -> None:
     token = hs_token(iat=now - 100, exp=now - 10)
     principal = await Authenticator(hs_config(leeway_s=30)).authenticate(f"Bearer {token}")
     assert principal.subject == "ana"
+
+
+async def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    authenticator = Authenticator(hs_config(leeway_s=0))
+    expires = int(time.time()) + 1
+    header = f"Bearer {hs_token(exp=expires)}"
+    first = await authenticator.authenticate(header)
+    assert await authenticator.authenticate(header) is first  # verified once, remembered
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
+    assert "token expired" in (await rejected(authenticator, header)).message
+
+
+async def test_remembering_a_token_admits_no_other_token() -> None:
+    authenticator = Authenticator(hs_config())
+    good = hs_token()
+    await authenticator.authenticate(f"Bearer {good}")
+    header, payload, signature = good.split(".")
+    forged = jwt.encode(claims(roles=["auditor", "finance"]), "x" * 40, algorithm="HS256").split(".")[1]
+    assert "bad signature" in (await rejected(authenticator, f"Bearer {header}.{forged}.{signature}")).message
+    assert payload != forged
 
 
 @pytest.mark.parametrize(

@@ -207,3 +207,59 @@ async def test_validation_is_cached_across_requests(schema: Any, make_context: M
     assert (await schema.execute(query, context_value=make_context())).errors is None
     after = validate.cache_info()
     assert after.hits == before.hits + 1 and after.misses == before.misses
+
+
+ROWS = "query($first: Int!) { accounts(first: $first) { totalCount edges { node { id legalEntity } } } }"
+LIST = "query($first: Int!) { accounts(first: $first) { totalCount edges { node { id legalEntity health { billedToDate { amount currency } marginPercent status } } } } }"
+
+
+async def test_the_cached_account_list_is_filtered_per_principal(
+    schema: Any, make_context: MakeContext, admins: dict[str, Any]
+) -> None:
+    cache = ReadCache()
+    every = await schema.execute(
+        LIST, variable_values={"first": 100}, context_value=make_context(cache=cache)
+    )
+    assert every.errors is None
+    assert every.data["accounts"]["totalCount"] == sum(1 for a in FIRM.accounts if a.crm_id)
+    assert {e["node"]["legalEntity"] for e in every.data["accounts"]["edges"]} > {"US01"}
+    await _reset(admins)
+    rows = await schema.execute(
+        ROWS, variable_values={"first": 100}, context_value=make_context(US_ONLY, cache=cache)
+    )
+    # served from the list the first caller's request cached, filtered for this caller
+    assert (await _requests(admins))["crm"] == 0
+    us = await schema.execute(
+        LIST, variable_values={"first": 100}, context_value=make_context(US_ONLY, cache=cache)
+    )
+    assert us.errors is None and rows.errors is None
+    assert [e["node"]["id"] for e in rows.data["accounts"]["edges"]] == [
+        e["node"]["id"] for e in us.data["accounts"]["edges"]
+    ]
+    assert us.data["accounts"]["totalCount"] == sum(1 for a in FIRM.accounts if a.legal_entity == "US01")
+    assert {e["node"]["legalEntity"] for e in us.data["accounts"]["edges"]} == {"US01"}
+    # and the same rows, with the same figures, as a request without any cache
+    plain = await schema.execute(LIST, variable_values={"first": 100}, context_value=make_context(US_ONLY))
+    assert plain.data == us.data
+
+
+async def test_a_listed_account_is_then_read_by_id_from_the_cache(
+    schema: Any, make_context: MakeContext, admins: dict[str, Any]
+) -> None:
+    cache = ReadCache()
+    listed = await schema.execute(LIST, variable_values={"first": 5}, context_value=make_context(cache=cache))
+    assert listed.errors is None
+    first = listed.data["accounts"]["edges"][0]["node"]
+    await _reset(admins)
+    one = await schema.execute(
+        HEALTH, variable_values={"id": first["id"]}, context_value=make_context(cache=cache)
+    )
+    assert one.errors is None and one.data["account"]["id"] == first["id"]
+    assert (await _requests(admins))["crm"] == 0
+    cache.invalidate_all()  # the account row and won value are asked again; links stay
+    await _reset(admins)
+    again = await schema.execute(
+        HEALTH, variable_values={"id": first["id"]}, context_value=make_context(cache=cache)
+    )
+    assert again.data == one.data
+    assert (await _requests(admins))["crm"] == 2
