@@ -19,8 +19,9 @@ Everything runs as separate processes on 127.0.0.1 (free ports):
 
 The default rate, 5 events/s, is a busy month-end: the 10,000-account firm of ``bench/backfill.py`` has
 about 7,700 invoices a month; its bulk invoicing run plus the lockbox import of payments and the credit
-memos is about 18,000 invoice and payment changes within an hour, i.e. 5 a second sustained, every one of them pushed to every
-subscriber (the bench's subscribers all see every event: the worst case for fan-out).
+memos is about 18,000 invoice and payment changes within an hour, i.e. 5 a second sustained, every one
+of them pushed to every subscriber (the bench's subscribers all see every event: the worst case for
+fan-out).
 
 Two passes over the same setup (fresh database and gateways each): **shared** (the gateway as shipped:
 one execution per subscription group per event, ``gateway.ws``) and, unless ``--no-baseline``, the
