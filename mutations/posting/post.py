@@ -79,6 +79,20 @@ async def post_items(
     complete: Completer | None = None,
     stale_after: timedelta | None = None,
 ) -> BatchReport:
+    if deps.tryton is not None:  # entries of projects booked in Tryton take that adapter (issue 9)
+        from mutations.tryton_posting import post_to_tryton, tryton_projects
+
+        routed = await tryton_projects(deps, items)
+        if routed:
+            report = await post_to_tryton(deps, routed, complete=complete, stale_after=stale_after)
+            rest = [i for i in items if i not in routed]
+            if rest:
+                others = await post_items(
+                    deps, rest, caches=caches, complete=complete, stale_after=stale_after
+                )
+                report.outcomes.update(others.outcomes)
+                report.legal_entities.update(others.legal_entities)
+            return report
     newest: dict[tuple[str, int], PostItem] = {}
     for item in items:
         key = (item.spec.kind, item.entry_id)
