@@ -15,8 +15,7 @@ keeps to one span per operation, named after the operation, and its latency hist
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Iterator
 from typing import Final
 
 from opentelemetry import context as otel_context
@@ -120,12 +119,10 @@ class InstrumentationMiddleware:
 
 
 class OperationInstrumentation(SchemaExtension):
-    """One span and one latency observation per GraphQL query or mutation (subscriptions: neither — their
-    lifetime is not a latency; ``p2c_subscription_connections`` counts them).
-
-    The span starts with the operation and becomes the current span while it executes, so the upstream
-    spans of its loaders hang under it. Its name is the operation's name (``anonymous`` without one).
-    """
+    """One latency observation per GraphQL query or mutation (subscriptions: none — their lifetime is not
+    a latency; ``p2c_subscription_connections`` counts them). ``TracedOperation`` adds the span; the
+    factory ``instrument_schema`` installs picks one per operation, so with tracing off strawberry runs
+    one hook of ours, not two."""
 
     def __init__(self, *, metrics: Metrics, execution_context: ExecutionContext | None = None) -> None:
         self.metrics = metrics
@@ -178,6 +175,12 @@ class OperationInstrumentation(SchemaExtension):
             span.set_status(Status(StatusCode.ERROR))
         span.end()
 
+
+class TracedOperation(OperationInstrumentation):
+    """``OperationInstrumentation`` and a span: it starts with the operation and is the current span while
+    the operation executes, so the upstream spans of its loaders hang under it. Its name is the
+    operation's (``anonymous`` without one)."""
+
     def on_execute(self) -> Iterator[None]:
         tracer = operation_tracer()
         type_ = self._operation_type() if tracer is not None else "subscription"
@@ -196,5 +199,10 @@ def instrument_schema(schema: BaseSchema, metrics: Metrics) -> None:
     """Add ``OperationInstrumentation`` to ``schema`` (strawberry builds extensions per operation)."""
     if not isinstance(schema, Schema):
         raise TypeError(f"cannot instrument a {type(schema).__name__}")
-    factory: Callable[[], SchemaExtension] = partial(OperationInstrumentation, metrics=metrics)
+
+    def factory() -> SchemaExtension:
+        if operation_tracer() is None:
+            return OperationInstrumentation(metrics=metrics)
+        return TracedOperation(metrics=metrics)
+
     schema.extensions = (*schema.extensions, factory)

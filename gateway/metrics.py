@@ -114,6 +114,7 @@ class Metrics:
         self._upstream: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._endpoints: dict[str, set[str]] = {}
         self._operations: set[str] = set()
+        self._operation_children: dict[tuple[str | None, str, bool], Any] = {}
         #: What ``/metrics`` runs before rendering (the store-derived figures); set by the app.
         self.before_scrape: Scrape | None = None
 
@@ -138,9 +139,15 @@ class Metrics:
         return name
 
     def observe_operation(self, name: str | None, type_: str, *, ok: bool, duration_s: float) -> None:
-        self.graphql_operation_duration.labels(
-            self.operation_label(name), type_, "ok" if ok else "error"
-        ).observe(duration_s)
+        key = (name, type_, ok)
+        child = self._operation_children.get(key)
+        if child is None:
+            child = self.graphql_operation_duration.labels(
+                self.operation_label(name), type_, "ok" if ok else "error"
+            )
+            if len(self._operation_children) < 4 * MAX_OPERATION_NAMES:
+                self._operation_children[key] = child
+        child.observe(duration_s)
 
     # --- upstream (subgraphs.common.transport.UpstreamObserver) ------------------------------------------
 
