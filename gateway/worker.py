@@ -55,6 +55,7 @@ from gateway.worker_batch import (
     record_failures,
     retry_decision,
 )
+from gateway.worker_prune import DonePruner
 from gateway.worker_share import SharedCap, concurrency_limit
 from mutations.billing_feedback import CRM_WRITEBACK, ErpChangePoller, crm_writeback
 from mutations.deps import FlowDeps
@@ -97,6 +98,8 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 C = TypeVar("C")
+#: How long DONE work items stay (``--keep-done-hours``): well past syncStatus windows and poller lags.
+DEFAULT_KEEP_DONE = timedelta(days=7)
 #: The kinds whose workers share the ERP's concurrency cap (``--erp-slots``).
 POSTING_KINDS = frozenset({POST_TIME, POST_EXPENSE})
 
@@ -365,13 +368,15 @@ async def run_worker(
     lease: timedelta = DEFAULT_LEASE,
     kinds: Sequence[str] | None = None,
     erp_slots: int | None = None,
+    keep_done: timedelta | None = DEFAULT_KEEP_DONE,
     stop: asyncio.Event | None = None,
 ) -> WorkerReport:
     """``p2c worker``: drain and return with ``once``, else run until SIGTERM/SIGINT (or ``stop``).
     ``lease``: how long a claimed item stays this worker's before another may take it over; ``kinds``:
     the work item kinds this worker takes (default all), e.g. workers dedicated to a month-end spike;
     ``erp_slots``: ERP requests in flight shared by every worker holding posting work (see
-    ``gateway.worker_share``) — without it each process keeps ``P2C_ERP__MAX_CONCURRENCY`` to itself."""
+    ``gateway.worker_share``) — without it each process keeps ``P2C_ERP__MAX_CONCURRENCY`` to itself;
+    ``keep_done``: how long DONE items of its kinds stay in the queue (None: for ever)."""
     if erp_slots is not None:
         erp = settings.erp.model_copy(update={"max_concurrency": erp_slots})
         settings = settings.model_copy(update={"erp": erp})
@@ -391,6 +396,8 @@ async def run_worker(
             if unknown or not kinds:
                 raise ConfigurationError(f"unknown work kinds {unknown}; known: {', '.join(handlers)}")
             handlers = {k: h for k, h in handlers.items() if k in kinds}
+        if keep_done is not None:
+            pollers.append(DonePruner(deps.sessionmaker, sorted(handlers), keep_done))
         shared = [] if erp_slots is None else [erp_share(deps, erp_slots)]
         worker = Worker(
             deps.sessionmaker, handlers, pollers=pollers, batch=batch, lease=lease, shared=shared

@@ -216,7 +216,7 @@ async def heartbeat(worker: Recorder, ids: list[int], lease: timedelta) -> None:
 
 def poll_summary(result: object) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("read", "cursor_after"):
+    for name in ("read", "cursor_after", "pruned"):
         if hasattr(result, name):
             out[name] = getattr(result, name)
     queued = getattr(result, "queued", None)

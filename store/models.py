@@ -221,6 +221,7 @@ class WorkItem(Base):
         sa.CheckConstraint(_one_of("status", WORK_STATUSES), name="status"),
         sa.Index(None, "kind", "status", "available_at"),
         sa.Index(None, "status", "lease_expires_at"),
+        sa.Index(None, "kind", "status", "updated_at"),  # finished when: throughput, pruning (0002)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

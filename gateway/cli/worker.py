@@ -7,6 +7,7 @@
     p2c worker --kinds post_time,post_expense   # a worker dedicated to posting (month end)
     p2c worker --metrics-port 9101          # its own /metrics (upstream figures) on 127.0.0.1:9101
     p2c worker --kinds post_time --erp-slots 15 # posting workers share the ERP account's 15 slots
+    p2c worker --keep-done-hours 24             # delete DONE items after a day (default 7 days)
 
 Any number of workers may run against one PostgreSQL store: items are claimed with ``SKIP LOCKED``.
 Systems come from settings like the server's; a system without ``base_url`` is an in-process sandbox of
@@ -33,7 +34,7 @@ from gateway.cli._boundary import reported_errors
 from gateway.logs import configure_logging
 from gateway.settings import load_settings
 from gateway.telemetry import process_telemetry
-from gateway.worker import WorkerReport, run_worker
+from gateway.worker import DEFAULT_KEEP_DONE, WorkerReport, run_worker
 from store.repositories.queue import DEFAULT_LEASE
 
 
@@ -72,6 +73,15 @@ def worker(
             "(default: P2C_ERP__MAX_CONCURRENCY per process, not shared)",
         ),
     ] = None,
+    keep_done_hours: Annotated[
+        float,
+        typer.Option(
+            "--keep-done-hours",
+            min=0.0,
+            help="hours finished (DONE) work items stay in the queue before the worker deletes them; "
+            "0 keeps them for ever",
+        ),
+    ] = DEFAULT_KEEP_DONE.total_seconds() / 3600,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="store URL (default: P2C_DATABASE_URL)")
     ] = None,
@@ -105,6 +115,7 @@ def worker(
                 lease=timedelta(seconds=lease),
                 kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds is not None else None,
                 erp_slots=erp_slots,
+                keep_done=timedelta(hours=keep_done_hours) if keep_done_hours > 0 else None,
             )
         )
     typer.echo(summary(report))

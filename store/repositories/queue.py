@@ -7,6 +7,7 @@
     ... process, then complete(item.id, "w1") or fail(item.id, "w1", error)
     done = await queue.complete_many([1, 2, 3], "w1")                  # a batch: one statement
     statuses = await queue.fail_many({4: Failed(error), 5: Failed(error, retry=False)}, "w1")
+    pruned = await queue.prune_done(["post_time"], timedelta(days=7))  # retention for finished items
 
 A claim is one statement: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n [FOR UPDATE SKIP LOCKED])
 RETURNING``. On PostgreSQL concurrent claimers skip each other's locked rows; SQLite has one writer, so
@@ -254,6 +255,28 @@ class WorkQueueRepo(Repository):
             .values(status="QUEUED", attempts=0, available_at=now, updated_at=now)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    async def prune_done(self, kinds: Sequence[str], older_than: timedelta, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` DONE items of ``kinds`` finished more than ``older_than`` ago; how many
+        (the index on kind, status, updated_at finds them).
+
+        Safe for exactly-once: what was posted or provisioned is kept by the flows' own ledgers (posting
+        heads, step keys), so an item whose dedupe key is freed and queued again finds its work done. Keep
+        ``older_than`` well past the pollers' lag window all the same: a re-read then never queues the item
+        again at all. FAILED items stay: they are an operator's to replay or dismiss."""
+        cutoff = self.clock() - older_than
+        doomed = (
+            sa.select(WorkItem.id)
+            .where(WorkItem.kind.in_(list(kinds)), WorkItem.status == "DONE", WorkItem.updated_at < cutoff)
+            .order_by(WorkItem.id)
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            sa.delete(WorkItem)
+            .where(WorkItem.id.in_(doomed.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def get(self, item_id: int) -> WorkItem | None:
         return await self.session.get(WorkItem, item_id, populate_existing=True)

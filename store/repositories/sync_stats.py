@@ -9,8 +9,10 @@
 Throughput counts work items that *finished* inside a window: ``DONE`` (and, separately, ``FAILED``)
 items whose ``updated_at`` — the moment ``WorkQueueRepo.complete``/``fail`` stamped them with the
 repository clock — is within ``window`` of ``clock()``. One statement per call, however many kinds and
-windows. Legal-entity filtering is the caller's (the principal is not the store's business): exception
-groups carry their entity so the caller can drop what it may not see before summing.
+windows, reading only the window's items through the index on (kind, status, updated_at) (migration
+0002); ``p2c worker`` prunes DONE items after ``--keep-done-hours``. Legal-entity filtering is the
+caller's (the principal is not the store's business): exception groups carry their entity so the caller
+can drop what it may not see before summing.
 """
 
 from __future__ import annotations
