@@ -17,6 +17,9 @@ const QUERY = `query ConsoleOverview($hours: Int!, $buckets: Int!) {
   }
 }`;
 
+const REFRESH_MS = 30_000;
+let refresh = null;
+
 const WINDOWS = [
   ["6", "6 h"],
   ["24", "24 h"],
@@ -84,6 +87,10 @@ function slaRow(figure) {
 }
 
 export async function render(root, { params, navigate }) {
+  clearTimeout(refresh);
+  // Re-read every 30 s while this very view is on screen (a newer render or another page detaches it).
+  const again = () => (root.isConnected ? navigate(location.hash, true) : null);
+  refresh = setTimeout(again, REFRESH_MS);
   const hours = WINDOWS.some(([v]) => v === params.hours) ? params.hours : "24";
   const select = h(
     "select",
@@ -113,7 +120,7 @@ export async function render(root, { params, navigate }) {
       h("div", { class: "stat" }, h("span", { class: "stat-value", "data-test": "open-exceptions" }, String(open)), h("span", {}, "open exceptions")),
       h("div", { class: "stat" }, h("span", { class: "stat-value" }, String(depth)), h("span", {}, "items queued")),
       h("div", { class: `stat ${red ? "stat-bad" : amber ? "stat-warn" : "stat-ok"}` }, h("span", { class: "stat-value" }, red ? `${red} red` : amber ? `${amber} amber` : "all green"), h("span", {}, "flows")),
-      h("div", { class: "stat" }, h("span", { class: "stat-value small" }, fmtTime(report.asOf)), h("span", {}, `as of · buckets of ${report.bucketMinutes} min`)),
+      h("div", { class: "stat" }, h("span", { class: "stat-value small" }, fmtTime(report.asOf)), h("span", {}, `as of · buckets of ${report.bucketMinutes} min · refreshes every 30 s`)),
     ),
     h("h2", {}, "Flows"),
     h("div", { class: "cards" }, report.flows.map(flowCard)),
