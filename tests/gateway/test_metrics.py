@@ -7,9 +7,10 @@ sandboxes' own request counters, so "what the gateway says it sent" is "what the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from gateway.worker import Worker, default_handlers
 from mutations.deps import FlowDeps
 from subgraphs.crm.client import CrmClient
 from subgraphs.psa.client import PsaClient
+from tests.gateway.conftest import started
 from tests.gateway.test_graphql_endpoint import assert_clean, bearer, token_for
 
 with warnings.catch_warnings():
@@ -245,6 +247,39 @@ def test_an_open_websocket_is_a_subscription_connection_until_it_closes(
         samples = parse(test_client.get("/metrics").text)
         assert total(samples, "p2c_subscription_connections", transport="websocket") == 1
     assert connections() == 0
+
+
+async def test_an_open_sse_stream_is_a_subscription_connection_until_the_client_leaves(
+    quiet_settings: Settings,
+) -> None:
+    app = create_app(quiet_settings)
+    token = token_for(quiet_settings, roles=(Role.FINANCE,))
+    query = "subscription { invoiceStatusChanged { eventId } }".replace(" ", "%20")
+    opened: asyncio.Queue[int] = asyncio.Queue()
+    gone = asyncio.Event()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": "/graphql/stream", "raw_path": b"/graphql/stream", "query_string": f"query={query}".encode(),
+        "root_path": "", "headers": [(b"authorization", f"Bearer {token}".encode())],
+        "server": ("gateway", 80), "client": ("test", 1),
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            await opened.put(message["status"])
+
+    async with started(app) as client:
+        assert total(await scrape(client), "p2c_subscription_connections", transport="sse") == 0
+        stream = asyncio.create_task(app(scope, receive, send))
+        assert await asyncio.wait_for(opened.get(), 10) == 200
+        assert total(await scrape(client), "p2c_subscription_connections", transport="sse") == 1
+        gone.set()
+        await asyncio.wait_for(stream, 10)
+        assert total(await scrape(client), "p2c_subscription_connections", transport="sse") == 0
 
 
 def test_label_values_stay_bounded() -> None:
