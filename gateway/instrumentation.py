@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextvars import Token
 from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry import Schema
@@ -33,6 +35,7 @@ from gateway.metrics import Metrics
 from gateway.tracing import operation_tracer
 
 UNMATCHED: Final = "<unmatched>"
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
 SSE_ROUTE: Final = "/graphql/stream"
 log = get_logger("gateway.request")
 
@@ -82,9 +85,13 @@ class InstrumentationMiddleware:
                     self.metrics.subscription_connections.labels("sse").inc()
             await send(message)
 
+        # A caller that traces (W3C ``traceparent``) gets our spans in its trace; only with tracing on.
+        token = _caller_trace(scope) if operation_tracer() is not None else None
         try:
             await self.app(scope, receive, send_and_record)
         finally:
+            if token is not None:
+                otel_context.detach(token)
             if streaming:
                 self.metrics.subscription_connections.labels("sse").dec()
             duration_s = time.perf_counter() - started
@@ -116,6 +123,18 @@ class InstrumentationMiddleware:
         finally:
             if accepted:
                 self.metrics.subscription_connections.labels("websocket").dec()
+
+
+def _caller_trace(scope: Scope) -> Token[otel_context.Context] | None:
+    """Attach the caller's trace context from a ``traceparent`` header → the token to detach, or None."""
+    for key, value in scope.get("headers", ()):
+        if key == b"traceparent":
+            carrier = {"traceparent": value.decode("latin-1")}
+            for other, other_value in scope.get("headers", ()):
+                if other == b"tracestate":
+                    carrier["tracestate"] = other_value.decode("latin-1")
+            return otel_context.attach(_PROPAGATOR.extract(carrier))
+    return None
 
 
 class OperationInstrumentation(SchemaExtension):

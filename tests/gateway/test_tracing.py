@@ -131,6 +131,21 @@ async def test_a_query_is_one_operation_span_over_its_upstream_calls(
     assert crm[0].name == "crm GET /services/data/v62.0/query"
 
 
+async def test_a_caller_s_traceparent_makes_the_operation_part_of_its_trace(
+    client: httpx.AsyncClient, app: Starlette, spans: _Capture
+) -> None:
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    response = await client.post(
+        "/graphql",
+        json={"query": ACCOUNTS},
+        headers={**admin(app), "traceparent": f"00-{trace_id}-{parent}-01"},
+    )
+    assert_clean(response)
+    [operation] = named(spans, "Accounts")
+    assert operation.context.trace_id == int(trace_id, 16)
+    assert parent_id(operation) == int(parent, 16)
+
+
 async def test_a_retried_attempt_is_a_second_span_with_attempt_2_and_no_ids_or_secrets(
     spans: _Capture,
 ) -> None:
