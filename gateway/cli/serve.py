@@ -83,6 +83,7 @@ def print_banner(settings: Settings, report: Preflight) -> None:
     console.print(f"[bold]Project-to-Cash Gateway[/bold] ({settings.mode})")
     ide = "  (GraphiQL in a browser)" if settings.mode == "development" else ""
     console.print(f"  graph     {base}/graphql{ide}")
+    console.print(f"  console   {base}/console   (ops console: paste a token to sign in)")
     console.print(f"  ready     {base}/readyz    metrics {base}/metrics")
     console.print(f"  store     {_where(settings.database_url)}  (revision {report.revision})")
     mapping = settings.mapping_path or "shipped demo mapping"

@@ -167,3 +167,13 @@ def test_no_banner_token_in_production(sqlite_url: str) -> None:
         complete=False,
     )
     assert dev_token(production) is None
+
+
+def test_serve_banner_names_the_console(demo: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli.serve import print_banner
+    from gateway.runtime.startup import Preflight
+
+    print_banner(demo, Preflight(database="sqlite", revision="v0001", mapping=None))
+    out = capsys.readouterr().out
+    assert "/console" in out
+    assert "/graphql" in out
