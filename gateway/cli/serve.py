@@ -26,6 +26,8 @@ from gateway.runtime.startup import Preflight, preflight
 from gateway.settings import Settings, env_name, load_settings
 from gateway.types import SYSTEMS
 
+WORKER_HEALTHCHECK_S = 60  # uvicorn's default is 5: too short for a worker's start-up under load
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -66,6 +68,10 @@ def register(app: typer.Typer) -> None:
                 reload=reload,
                 log_config=None,
                 access_log=False,
+                # A spawned worker re-imports the CLI before it can answer the supervisor's ping; on a
+                # busy machine that takes longer than uvicorn's 5 s, and the worker is killed and
+                # restarted for ever.
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
             )
         else:
             uvicorn.run(
