@@ -2,8 +2,8 @@
 the correlation id; exported through the SDK's in-memory exporter.
 
 The provider is the process's (OpenTelemetry sets it once): the ``spans`` fixture installs one for the
-session whose exporter keeps spans only while a test of this module is looking, so later tests pay a few
-microseconds per span and keep nothing.
+session whose exporter keeps spans only while a test of this module is looking, and turns the gateway's
+and the transport's tracers off again afterwards, so later tests create no operation or upstream spans.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 
 from canonical.errors import ConfigurationError
 from canonical.principal import Role
+from gateway import tracing
 from gateway.app import create_app
 from gateway.correlation import HEADER
 from gateway.settings import Settings, load_settings
@@ -54,8 +55,13 @@ _CAPTURE = _Capture()
 
 
 @pytest.fixture
-def spans() -> Iterator[_Capture]:
-    install(build_provider(_CAPTURE, service="p2c-test", batch=False))  # the first install stays
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Capture]:
+    # The gateway's and the transport's tracers only for this test; the global provider (flows) stays.
+    monkeypatch.setattr(tracing, "_operation_tracer", tracing.operation_tracer())
+    monkeypatch.setattr(transport, "_tracer", transport._tracer)
+    provider = install(build_provider(_CAPTURE, service="p2c-test", batch=False))  # the first stays
+    monkeypatch.setattr(tracing, "_operation_tracer", provider.get_tracer(tracing.GATEWAY_TRACER))
+    monkeypatch.setattr(transport, "_tracer", provider.get_tracer(tracing.UPSTREAM_TRACER))
     _CAPTURE.clear()
     _CAPTURE.active = True
     try:
