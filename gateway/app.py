@@ -45,7 +45,8 @@ log = get_logger("gateway.app")
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> Starlette:
     settings.require_complete()
     metrics = metrics if metrics is not None else Metrics()
-    metrics.before_scrape = refresh_before_scrape(StoreMetrics(metrics))
+    if metrics.before_scrape is None:  # a registry takes the store-derived instruments once
+        metrics.before_scrape = refresh_before_scrape(StoreMetrics(metrics))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
