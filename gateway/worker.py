@@ -365,6 +365,7 @@ async def run_worker(
     poll_interval_s: float = 30.0,
     lag: timedelta = DEFAULT_LAG,
     batch: int = 10,
+    lanes: int = 1,
     lease: timedelta = DEFAULT_LEASE,
     kinds: Sequence[str] | None = None,
     erp_slots: int | None = None,
@@ -372,6 +373,7 @@ async def run_worker(
     stop: asyncio.Event | None = None,
 ) -> WorkerReport:
     """``p2c worker``: drain and return with ``once``, else run until SIGTERM/SIGINT (or ``stop``).
+    ``lanes``: batches in hand at once (one's store work overlaps another's vendor writes);
     ``lease``: how long a claimed item stays this worker's before another may take it over; ``kinds``:
     the work item kinds this worker takes (default all), e.g. workers dedicated to a month-end spike;
     ``erp_slots``: ERP requests in flight shared by every worker holding posting work (see
@@ -400,7 +402,13 @@ async def run_worker(
             pollers.append(DonePruner(deps.sessionmaker, sorted(handlers), keep_done))
         shared = [] if erp_slots is None else [erp_share(deps, erp_slots)]
         worker = Worker(
-            deps.sessionmaker, handlers, pollers=pollers, batch=batch, lease=lease, shared=shared
+            deps.sessionmaker,
+            handlers,
+            pollers=pollers,
+            batch=batch,
+            lanes=lanes,
+            lease=lease,
+            shared=shared,
         )
         if once:
             return await worker.drain()

@@ -6,7 +6,7 @@
     p2c worker --batch 200 --lease 60       # bigger batches; a dead worker's items are retaken after 60 s
     p2c worker --kinds post_time,post_expense   # a worker dedicated to posting (month end)
     p2c worker --metrics-port 9101          # its own /metrics (upstream figures) on 127.0.0.1:9101
-    p2c worker --kinds post_time --erp-slots 15 # posting workers share the ERP account's 15 slots
+    p2c worker --kinds post_time --batch 200 --lanes 2 --erp-slots 15   # month end: share the ERP's 15
     p2c worker --keep-done-hours 24             # delete DONE items after a day (default 7 days)
 
 Any number of workers may run against one PostgreSQL store: items are claimed with ``SKIP LOCKED``.
@@ -47,6 +47,12 @@ def worker(
         float, typer.Option("--lag", min=0.0, help="seconds each poll re-reads before its cursor")
     ] = 60.0,
     batch: Annotated[int, typer.Option("--batch", min=1, max=500, help="items claimed at a time")] = 10,
+    lanes: Annotated[
+        int,
+        typer.Option(
+            "--lanes", min=1, max=8, help="batches in hand at once (store work overlaps vendor writes)"
+        ),
+    ] = 1,
     lease: Annotated[
         float,
         typer.Option(
@@ -112,6 +118,7 @@ def worker(
                 poll_interval_s=poll_interval,
                 lag=timedelta(seconds=lag),
                 batch=batch,
+                lanes=lanes,
                 lease=timedelta(seconds=lease),
                 kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds is not None else None,
                 erp_slots=erp_slots,

@@ -231,7 +231,8 @@ def test_cli_worker_takes_erp_slots_and_refuses_none(tmp_path: Path) -> None:
     worker_cli.register(app)
     env = {"P2C_DEMO_ACCOUNTS": "3"}
 
-    ok = CliRunner().invoke(app, ["--once", "--erp-slots", "15", "--database-url", url], env=env)
+    args = ["--once", "--erp-slots", "15", "--lanes", "2", "--batch", "200", "--database-url", url]
+    ok = CliRunner().invoke(app, args, env=env)
     refused = CliRunner().invoke(app, ["--once", "--erp-slots", "0", "--database-url", url], env=env)
 
     assert ok.exit_code == 0, ok.output
