@@ -192,7 +192,9 @@ async def _subscriber(
                     out["duplicates"] += 1
                     continue
                 seen.add(event["eventId"])
-                latencies.append(arrived - float(event["correlationId"].removeprefix("bench:")))
+                latency = arrived - float(event["correlationId"].removeprefix("bench:"))
+                latencies.append(latency)
+                out["by_event"].setdefault(int(event["eventId"]), []).append(latency)
     except Exception as exc:  # a dropped subscriber counts as lost messages, and is reported
         out["dropped"] += 1
         out["drop_reasons"].append(f"{type(exc).__name__}: {exc}"[:120])
@@ -205,7 +207,7 @@ async def _clients(
 ) -> None:
     out: dict[str, Any] = {
         "latencies": [], "delivered": 0, "duplicates": 0, "errors": 0, "dropped": 0, "drop_reasons": [],
-        "quiet_s": 10.0, "compression": compression,
+        "quiet_s": 10.0, "compression": compression, "by_event": {},
     }  # fmt: skip
     done = asyncio.Event()
     readies = [asyncio.Event() for _ in range(count)]
@@ -420,6 +422,19 @@ def report(
         f"errors: {sum(r['errors'] for r in results)}  "
         f"dropped subscribers: {sum(r['dropped'] for r in results)}"
     )
+    by_event: dict[int, list[float]] = {}
+    for result in results:
+        for event_id, values in result["by_event"].items():
+            by_event.setdefault(event_id, []).extend(values)
+    if len(by_event) >= 10:
+        order = sorted(by_event)
+        tenth = max(1, len(order) // 10)
+        first = sorted(v * 1000 for e in order[:tenth] for v in by_event[e])
+        last = sorted(v * 1000 for e in order[-tenth:] for v in by_event[e])
+        print(
+            f"keeping up? p50 latency of the first tenth of events {percentile(first, 50):.1f} ms, "
+            f"of the last tenth {percentile(last, 50):.1f} ms"
+        )
     for reason in sorted({reason for r in results for reason in r["drop_reasons"]})[:5]:
         print(f"  drop: {reason}")
     grown = sum(after) - sum(before)

@@ -12,10 +12,12 @@ One ``EventBus`` per process (the runtime owns it). Two halves:
   only every ``POSTGRES_RELAY_INTERVAL_S`` there (each tick is a transaction, in every process: at 50 ms
   that alone was most of an idle gateway's CPU).
 * **Pump** (subscriber side). One ``LISTEN p2c_events`` connection per process (asyncpg, straight from
-  the store URL). A notice — or the in-process signal, or a slow safety poll — makes the pump read the
-  outbox after the last id it dispatched, in id order, and offer each event to every subscriber whose
-  topics and filter take it. The notice carries only an id; the rows are read from the outbox, so no
-  payload is limited by NOTIFY's 8 kB and a lost notice costs latency, never an event.
+  the store URL). ``OutboxRepo.add``'s notice carries the row itself: when its id is the one after the
+  last id dispatched, the pump offers it to every subscriber whose topics and filter take it without
+  reading the outbox. Anything else — a gap in the ids (a notice lost, or a row too big for a notice),
+  the relay's notice (an id), the in-process signal, a slow safety poll, a (re)connected LISTEN — makes
+  the pump read the outbox after the last id it dispatched, in id order. So a lost notice costs latency,
+  never an event, and no payload is limited by NOTIFY's 8 kB.
 
 Ordering and resume: outbox ids become visible in id order (``OutboxRepo.add`` serialises emitting
 transactions), so "after the last id" never skips one. ``subscribe(..., last_event_id=n)`` registers the
@@ -32,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +98,8 @@ class BusStats:
     relayed: int = 0  # outbox rows this process marked published
     dropped_subscribers: int = 0  # disconnected for being too slow
     notifications: int = 0  # NOTIFY messages received
+    from_notices: int = 0  # events dispatched straight from the row a notice carried
+    store_reads: int = 0  # outbox reads of the pump
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:
@@ -115,15 +121,41 @@ _EVENT_COLUMNS = (
 
 
 def to_event(row: OutboxEvent | sa.Row[Any]) -> BusEvent:
-    payload = row.payload if isinstance(row.payload, dict) else {"value": row.payload}
-    entity = row.legal_entity if row.legal_entity is not None else payload.get("legal_entity")
+    return _event(row.id, row.topic, row.legal_entity, row.payload, row.key)
+
+
+def _event(id: int, topic: str, legal_entity: str | None, value: object, key: str | None) -> BusEvent:
+    payload = value if isinstance(value, dict) else {"value": value}
+    entity = legal_entity if legal_entity is not None else payload.get("legal_entity")
     return BusEvent(
-        id=row.id,
-        topic=row.topic,
+        id=id,
+        topic=topic,
         legal_entity=entity if isinstance(entity, str) else None,
         payload=payload,
-        key=row.key,
+        key=key,
     )
+
+
+def notice_event(payload: object) -> BusEvent | None:
+    """The outbox row a notice of ``OutboxRepo.add`` carries; None for any other notice."""
+    if not isinstance(payload, str) or not payload.startswith("{"):
+        return None
+    try:
+        row = json.loads(payload)
+        if not isinstance(row, Mapping) or isinstance(row.get("id"), bool):
+            return None
+        topic, entity, key = row.get("topic"), row.get("legal_entity"), row.get("key")
+        if not isinstance(topic, str):
+            return None
+        return _event(
+            int(row["id"]),
+            topic,
+            entity if isinstance(entity, str) else None,
+            row.get("payload"),
+            key if isinstance(key, str) else None,
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 @dataclass
@@ -144,6 +176,8 @@ class EventBus:
         self._subscribers: set[_Subscriber] = set()
         self._watermark: int | None = None  # highest outbox id dispatched; None until the store answers
         self._pump_signal = asyncio.Event()
+        self._notices: deque[BusEvent] = deque()  # rows notices carried, not dispatched yet
+        self._read_store = True  # the pump must read the outbox (not just take the notices)
         self._relay_signal = asyncio.Event()
         self._listening = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,6 +216,7 @@ class EventBus:
     def wake(self) -> None:
         """A local transaction committed outbox rows: relay and pump now rather than at the next tick."""
         self._relay_signal.set()
+        self._read_store = True
         self._pump_signal.set()
 
     @property
@@ -265,22 +300,43 @@ class EventBus:
 
     async def _pump(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self.safety_poll_s):
                     await self._pump_signal.wait()
+            except TimeoutError:
+                self._read_store = True
             self._pump_signal.clear()
             try:
-                await self.drain()
+                store, self._read_store = self._read_store, False
+                await self.drain(store=store)
             except Exception as exc:
+                self._read_store = True
                 log.warning("gateway.bus.pump_failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(0.5)
 
-    async def drain(self) -> int:
-        """Dispatch every outbox row after the watermark; how many."""
+    async def drain(self, *, store: bool = True) -> int:
+        """Dispatch every outbox row after the watermark; how many. ``store=False``: only the rows the
+        notices carried, as long as they follow on from the watermark (a gap reads the outbox)."""
         if self._watermark is None:
+            self._notices.clear()
             self._watermark = await self._last_id()
             return 0
         count = 0
+        while self._notices:
+            event = self._notices.popleft()
+            if event.id <= self._watermark:
+                continue  # read from the outbox already
+            if event.id != self._watermark + 1:
+                self._notices.clear()  # a gap: the outbox has it, and everything after
+                store = True
+                break
+            self._watermark = event.id
+            self._dispatch(event)
+            count += 1
+            self.stats.dispatched += 1
+            self.stats.from_notices += 1
+        if not store:
+            return count
         while True:
             rows = await self._after(self._watermark, None)
             for event in rows:
@@ -288,6 +344,7 @@ class EventBus:
                 self._dispatch(event)
             count += len(rows)
             self.stats.dispatched += len(rows)
+            self.stats.store_reads += 1
             if len(rows) < self.page:
                 return count
 
@@ -308,6 +365,11 @@ class EventBus:
 
     def _notified(self, connection: Any, pid: int, channel: str, payload: object) -> None:
         self.stats.notifications += 1
+        event = notice_event(payload)
+        if event is None:
+            self._read_store = True  # the relay's id, or a row too big to carry
+        else:
+            self._notices.append(event)
         self._pump_signal.set()
 
     async def _listen(self) -> None:
@@ -321,7 +383,8 @@ class EventBus:
                 connection.add_termination_listener(_setter(lost))
                 await connection.add_listener(CHANNEL, self._notified)
                 self._listening.set()
-                self._pump_signal.set()  # catch up on whatever committed while not listening
+                self._read_store = True  # catch up on whatever committed while not listening
+                self._pump_signal.set()
                 delay = 0.5
                 await lost.wait()
                 log.warning("gateway.bus.listen_lost")
@@ -374,7 +437,8 @@ class EventBus:
                 await session.execute(sa.select(sa.func.pg_notify(CHANNEL, str(max(ids)))))
         self.stats.relayed += len(ids)
         if not self.postgres:
-            self._pump_signal.set()  # on PostgreSQL the producer's notice (or the relay's) wakes the pump
+            self._read_store = True  # on PostgreSQL the producer's notice (or the relay's) wakes the pump
+            self._pump_signal.set()
         return len(ids)
 
 

@@ -9,10 +9,13 @@ PostgreSQL sequence does not guarantee that (a transaction holding id 7 may comm
 id 8, and a subscriber that saw 8 would skip 7), so ``add`` takes a transaction-scoped advisory lock:
 transactions that emit events commit one after the other. SQLite has a single writer anyway.
 
-On PostgreSQL ``add`` also queues ``NOTIFY p2c_events`` in the same statement as the lock: PostgreSQL
-delivers it when (and only if) the transaction commits, so every gateway's bus pump (``gateway.bus``,
-``LISTEN p2c_events``) reads the new rows at once instead of waiting for a relay tick to announce them.
-The notice carries no id (the pump reads everything after its watermark) and costs no extra round trip.
+On PostgreSQL ``add`` also queues ``NOTIFY p2c_events`` in the same statement as the insert (a CTE, no
+extra round trip): PostgreSQL delivers it when (and only if) the transaction commits, so every gateway's
+bus pump (``gateway.bus``, ``LISTEN p2c_events``) learns of the new row at once instead of waiting for a
+relay tick. The notice carries the row itself as JSON (``id``, ``topic``, ``key``, ``legal_entity``,
+``payload``), so a pump whose watermark is just below it dispatches without reading the outbox; a row
+whose JSON passes ``NOTICE_LIMIT`` bytes (NOTIFY's payload limit is 8,000) is announced with an empty
+notice instead, and the pump reads it from the outbox.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from store.repositories._base import Repository
 
 _OUTBOX_LOCK_KEY = 0x5032_4301
 OUTBOX_CHANNEL = "p2c_events"  # LISTENed to by gateway.bus; notified when an emitting transaction commits
-# Lock first (ids commit in id order), notify in the same round trip: sent at commit, dropped on rollback.
-_LOCK_AND_NOTIFY = sa.text("SELECT pg_advisory_xact_lock(:key), pg_notify(:channel, '')")
+NOTICE_LIMIT = 7900  # bytes of row JSON a notice carries; NOTIFY refuses payloads of 8,000 and more
+# Lock first: ids commit in id order.
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
 
 
 class InboxRepo(Repository):
@@ -69,13 +73,41 @@ class OutboxRepo(Repository):
     ) -> int:
         """Queue an event in the caller's transaction; it exists only if that transaction commits."""
         if self.dialect == "postgresql":
-            await self.session.execute(_LOCK_AND_NOTIFY, {"key": _OUTBOX_LOCK_KEY, "channel": OUTBOX_CHANNEL})
+            await self.session.execute(_LOCK, {"key": _OUTBOX_LOCK_KEY})
+            return await self._insert_and_notify(topic, payload, key, legal_entity)
         event = OutboxEvent(
             topic=topic, key=key, payload=payload, legal_entity=legal_entity, created_at=self.clock()
         )
         self.session.add(event)
         await self.session.flush()
         return event.id
+
+    async def _insert_and_notify(
+        self, topic: str, payload: Any, key: str | None, legal_entity: str | None
+    ) -> int:
+        """PostgreSQL: insert the row and queue its notice in one statement (sent at commit)."""
+        row = (
+            sa.insert(OutboxEvent)
+            .values(topic=topic, key=key, payload=payload, legal_entity=legal_entity, created_at=self.clock())
+            .returning(
+                OutboxEvent.id,
+                OutboxEvent.topic,
+                OutboxEvent.key,
+                OutboxEvent.legal_entity,
+                OutboxEvent.payload,
+            )
+            .cte("event")
+        )
+        body = sa.cast(
+            sa.func.json_build_object(
+                "id", row.c.id, "topic", row.c.topic, "key", row.c.key,
+                "legal_entity", row.c.legal_entity, "payload", row.c.payload,
+            ),
+            sa.Text,
+        )  # fmt: skip
+        notice = sa.case((sa.func.octet_length(body) <= NOTICE_LIMIT, body), else_=sa.literal(""))
+        statement = sa.select(row.c.id, sa.func.pg_notify(OUTBOX_CHANNEL, notice))
+        return int((await self.session.execute(statement)).scalar_one())
 
     async def unpublished(self, *, limit: int = 100) -> Sequence[OutboxEvent]:
         query = (

@@ -8,21 +8,24 @@ the process holds and how many times a group executed.
 from __future__ import annotations
 
 import asyncio
+import json
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from starlette.routing import WebSocketRoute
 
 from canonical.principal import Role
 from gateway.app import create_app
-from gateway.bus import EventBus
+from gateway.bus import CHANNEL, EventBus, asyncpg_dsn, notice_event
 from gateway.graphql import GraphQLView
 from gateway.settings import Settings, load_settings
 from gateway.ws import OVERFLOW, Frame, Group, SubscriptionHub, plan_subscription
-from resolvers.types.events import INTEGRATION_EVENT
+from resolvers.types.events import INTEGRATION_EVENT, INVOICE_STATUS_CHANGED
 from store.db import make_engine, make_sessionmaker
+from store.migrate import upgrade_to_head
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette would rather have httpx2 behind its TestClient
@@ -34,6 +37,7 @@ from tests.gateway.test_subscriptions_support import (
     all_entities_token,
     billing_payload,
     emit,
+    emit_async,
     init,
     subscribe,
     token,
@@ -274,3 +278,78 @@ def hub_member(group: Group) -> Any:
     member = Member(asyncio.Queue(group.hub.queue_size))
     group.members.add(member)
     return member
+
+
+# --- the bus: rows carried by notices ----------------------------------------------------------------------
+
+
+async def test_notices_that_follow_the_watermark_are_dispatched_without_reading_the_outbox(
+    scratch_database_url: str,
+) -> None:
+    url = scratch_database_url
+    first, second, third = await emit_async(
+        url,
+        [
+            (INVOICE_STATUS_CHANGED, dict(billing_payload(entity="US01", account="a", number=f"N-{n}")))
+            for n in range(3)
+        ],
+    )
+    engine = make_engine(url)
+    try:
+        bus = EventBus(make_sessionmaker(engine), url)
+        dispatched: list[int] = []
+        bus._dispatch = lambda event: dispatched.append(event.id)  # type: ignore[method-assign]
+        bus._watermark = first - 1
+
+        bus._notified(None, 0, CHANNEL, notice(first, "US01"))
+        assert await bus.drain(store=False) == 1
+        assert dispatched == [first] and bus.stats.from_notices == 1 and bus.stats.store_reads == 0
+
+        bus._notified(None, 0, CHANNEL, notice(third, "US01"))  # the notice of `second` never came
+        assert await bus.drain(store=False) == 2
+        assert dispatched == [first, second, third] and bus.stats.store_reads == 1  # the gap: read
+
+        bus._notified(None, 0, CHANNEL, notice(second, "US01"))  # late, and already dispatched
+        assert await bus.drain(store=False) == 0 and dispatched == [first, second, third]
+
+        bus._read_store = False
+        bus._notified(None, 0, CHANNEL, str(third))  # the relay's notice: an id, not a row
+        assert bus._read_store
+    finally:
+        await engine.dispose()
+
+
+def notice(event_id: int, entity: str) -> str:
+    row = {"id": event_id, "topic": INVOICE_STATUS_CHANGED, "key": "k", "legal_entity": entity,
+           "payload": {"account_id": "a", "legal_entity": entity}}  # fmt: skip
+    return json.dumps(row)
+
+
+def test_notice_rows_are_parsed_or_refused() -> None:
+    event = notice_event(notice(7, "EU01"))
+    assert event is not None and (event.id, event.topic, event.legal_entity, event.key) == (
+        7, INVOICE_STATUS_CHANGED, "EU01", "k",
+    )  # fmt: skip
+    assert event.payload == {"account_id": "a", "legal_entity": "EU01"}
+    for other in ("", "41", "{not json", '{"id": true, "topic": "t"}', '{"id": 3}', '["x"]', None):
+        assert notice_event(other) is None
+
+
+async def test_postgres_add_notifies_the_row_itself(pg_scratch_url: str) -> None:
+    url = pg_scratch_url
+    upgrade_to_head(url)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await listener.add_listener(CHANNEL, lambda _c, _pid, _channel, payload: received.put_nowait(payload))
+        payload = dict(billing_payload(entity="EU01", account="acct-9", number="PG-1"))
+        (event_id,) = await emit_async(url, [(INVOICE_STATUS_CHANGED, payload)])
+        event = notice_event(await asyncio.wait_for(received.get(), 5))
+        assert event is not None and event.id == event_id and event.legal_entity == "EU01"
+        assert event.payload == payload and event.key == "inv-PG-1"
+
+        big = dict(payload, padding="x" * 9000)  # too big for a notice: announced empty, read from the outbox
+        await emit_async(url, [(INVOICE_STATUS_CHANGED, big)])
+        assert await asyncio.wait_for(received.get(), 5) == ""
+    finally:
+        await listener.close()
