@@ -167,10 +167,14 @@ def sse_endpoint(view: GraphQLView) -> Callable[[Request], Any]:
         if shared is not None and plan is not None:
             # One execution per subscription group (gateway.ws); this stream only writes the frames.
             hub, make_context = shared
-            group, member = hub.join(plan, principal, make_context)
-            frames = hub.frames(group, member, later(plan.resume, resume), make_context)
+
+            def join() -> tuple[AsyncIterator[Frame], Callable[[], None]]:  # on the stream's first step
+                group, member = hub.join(plan, principal, make_context)
+                frames = hub.frames(group, member, later(plan.resume, resume), make_context)
+                return frames, lambda: hub.leave(group, member)
+
             return StreamingResponse(
-                _shared_events(frames, hub.queue_size),
+                _shared_events(join, hub.queue_size),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -190,11 +194,14 @@ def sse_endpoint(view: GraphQLView) -> Callable[[Request], Any]:
     return stream
 
 
-async def _shared_events(frames: AsyncIterator[Frame], queue_size: int) -> AsyncIterator[str]:
+async def _shared_events(
+    join: Callable[[], tuple[AsyncIterator[Frame], Callable[[], None]]], queue_size: int
+) -> AsyncIterator[str]:
     """The SSE lines of one member of a subscription group: the shared JSON of each frame."""
     from gateway.ws import too_slow_body
 
     pending: asyncio.Task[Frame] | None = None
+    frames, leave = join()
     try:
         yield ": stream open\n\n"
         while True:
@@ -229,6 +236,7 @@ async def _shared_events(frames: AsyncIterator[Frame], queue_size: int) -> Async
                 await pending
         with contextlib.suppress(Exception):
             await frames.aclose()  # type: ignore[attr-defined]
+        leave()  # also when the frames never started (aclose does not run their finally then)
 
 
 async def _events(

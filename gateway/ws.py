@@ -431,6 +431,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         frames = hub.frames(group, member, plan.resume, make_context)
         operation.task = asyncio.create_task(self._deliver(operation, websocket, frames, hub.queue_size))
         operation.task.add_done_callback(self._task_done)
+        # Also when the task is cancelled before it ever ran (complete or disconnect right away).
+        operation.task.add_done_callback(lambda _task: hub.leave(group, member))
         self.operations[message["id"]] = operation
 
     async def _deliver(

@@ -162,6 +162,25 @@ def test_groups_split_by_role_so_operator_only_fields_stay_refused(
         quiet(sales)
 
 
+def test_complete_right_after_subscribe_leaves_no_group_behind(
+    client: TestClient, settings: Settings
+) -> None:
+    with connect(client) as ws:
+        acked(ws, all_entities_token(settings))
+        for operation in ("1", "2", "3"):
+            ws.send_json(subscribe(operation, INVOICES))
+            ws.send_json({"id": operation, "type": "complete"})
+        quiet(ws)
+        hub = hub_of(client)
+        assert hub.groups == {} or all(not group.members for group in hub.groups.values())
+        ws.send_json(subscribe("4", INVOICES))
+        quiet(ws)
+        (event,) = emit(settings.database_url, billing_payload(entity="US01", account="a", number="C-1"))
+        assert event_ids(ws, 1, operation="4") == [str(event)]
+        (group,) = hub.groups.values()
+        assert len(group.members) == 1 and group.executions == 1
+
+
 # --- resume -----------------------------------------------------------------------------------------------
 
 
