@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from canonical import analytics
 from canonical.entities import Account
 from canonical.money import Money
+from resolvers.cache import MISSING, Missing
 from subgraphs.erp.queries import InvoiceTotals
 from subgraphs.psa.aggregates import TimeTotals
 
@@ -80,6 +81,12 @@ class Part(Generic[T]):
             self._value: T | None = compute()
         except Exception as exc:
             self._value, self._error = None, exc
+
+    @classmethod
+    def of(cls, value: T) -> Part[T]:
+        part = cls.__new__(cls)
+        part._value, part._error = value, None
+        return part
 
     def get(self) -> T:
         if self._error is not None:
@@ -213,6 +220,35 @@ async def load_figures(
         )
         for k in keys
     ]
+
+
+def warm_figures(loaders: Loaders, ref: AccountRef) -> AccountFigures | None:
+    """The figures from the process's ``ReadCache`` alone — links, invoice totals, won value and a fresh
+    time model — computed at once, without a loader or an await; None when any piece is not held (then
+    ``load_figures`` reads what is missing). Same values as ``load_figures`` would give from that cache."""
+    cache = loaders.cache
+    if cache is None:
+        return None
+    erp = cache.xrefs.peek(("system", "erp", ref.canonical_id))
+    psa = cache.xrefs.peek(("system", "psa", ref.canonical_id))
+    if erp is MISSING or psa is MISSING:
+        return None
+    keys = AccountKeys(ref.canonical_id, ref.currency, ref.crm_id, erp or ref.erp_id, psa)
+    totals: list[InvoiceTotals] | Missing = []
+    if keys.erp_id is not None:
+        totals = cache.invoice_totals.peek((loaders.as_of, loaders.window_start, keys.erp_id))
+    won: dict[str, Decimal] | Missing = {}
+    if keys.crm_id is not None:
+        won = cache.won_value.peek(keys.crm_id)
+    time: list[TimeTotals] = []
+    if keys.psa_id is not None:
+        by_client = cache.psa_time.peek_by_client(loaders.as_of)
+        if by_client is None:
+            return None
+        time = by_client.get(int(keys.psa_id), [])
+    if totals is MISSING or won is MISSING:
+        return None
+    return AccountFigures(keys, Part.of(totals), Part.of(won), Part.of(time), loaders.thresholds)
 
 
 def percent(fraction: Decimal | None) -> Decimal | None:

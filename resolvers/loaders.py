@@ -116,7 +116,7 @@ class Loaders:
 
         self._client_of: dict[str, int] = {}  # time entry canonical id → PSA client id
         self._psa_project_of: dict[str, int] = {}  # time entry canonical id → PSA project id
-        self._window_start = as_of - timedelta(days=DSO_WINDOW_DAYS - 1)
+        self.window_start = as_of - timedelta(days=DSO_WINDOW_DAYS - 1)
 
     # Each loader is built on first use (``cached_property``): a request touches a handful of the ~40,
     # and building all of them cost a cached single-account query more CPU than resolving it.
@@ -336,7 +336,7 @@ class Loaders:
 
     # -- ERP -------------------------------------------------------------------------------------------
     async def _invoice_totals(self, keys: list[str]) -> list[list[InvoiceTotals]]:
-        read = invoice_totals_loader(self.erp, self.as_of, self._window_start)
+        read = invoice_totals_loader(self.erp, self.as_of, self.window_start)
         if self.cache is None:
             return await read(keys)
 
@@ -344,7 +344,7 @@ class Loaders:
             return await read([k for _a, _w, k in missing])
 
         return await self.cache.invoice_totals.get_many(
-            [(self.as_of, self._window_start, k) for k in keys], fetch
+            [(self.as_of, self.window_start, k) for k in keys], fetch
         )
 
     async def _invoices_by_canonical_id(self, keys: list[str]) -> list[tuple[Invoice, str | None] | None]:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import strawberry
 
 from canonical import analytics
 from canonical.money import Money as CanonicalMoney
+from canonical.money import minor_units
+
+_EXPONENTS: dict[str, Decimal] = {}
+
+
+def _exponent(currency: str) -> Decimal:
+    found = _EXPONENTS.get(currency)
+    if found is None:
+        found = _EXPONENTS[currency] = Decimal(1).scaleb(-minor_units(currency))
+    return found
 
 
 @strawberry.type(name="Money")
@@ -17,11 +29,13 @@ class MoneyType:
     def of(cls, money: CanonicalMoney | None) -> MoneyType | None:
         if money is None:
             return None
-        return cls(amount=f"{money.rounded().amount:f}", currency=money.currency)
+        return cls.required(money)
 
     @classmethod
     def required(cls, money: CanonicalMoney) -> MoneyType:
-        return cls(amount=f"{money.rounded().amount:f}", currency=money.currency)
+        # what Money.rounded() gives, without building (and validating) an intermediate Money
+        amount = money.amount.quantize(_exponent(money.currency), ROUND_HALF_UP)
+        return cls(amount=f"{amount:f}", currency=money.currency)
 
 
 @strawberry.type

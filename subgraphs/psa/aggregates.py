@@ -137,6 +137,12 @@ class TimeAggregates:
         await self.fresh(psa)
         return self._grouped("client", _by_client, as_of)
 
+    def peek_by_client(self, as_of: date | None = None) -> dict[int, list[TimeTotals]] | None:
+        """``by_client`` when the model is fresh (no refresh due), else None; never reads, never waits."""
+        if self._checked_at is None or self.clock() - self._checked_at >= self.ttl_s:
+            return None
+        return self._grouped("client", _by_client, as_of)
+
     async def by_project_month(
         self, psa: PsaClient, as_of: date | None = None
     ) -> dict[tuple[int, str], list[TimeTotals]]:

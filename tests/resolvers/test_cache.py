@@ -12,7 +12,7 @@ import pytest
 from strawberry.extensions.validation_cache import _get_validate_cache
 
 from canonical.ids import canonical_id
-from resolvers.cache import ReadCache, TtlCache
+from resolvers.cache import MISSING, ReadCache, TtlCache
 from tests.resolvers.test_health import HEALTH, SAMPLE
 
 from .conftest import FIRM, US_ONLY, MakeContext
@@ -133,6 +133,39 @@ async def test_invalidation_drops_values_and_reads_in_flight() -> None:
     gate.set()
     assert await reading == [1]  # its own reader gets it ...
     assert await cache.get_many(["k"], fetch) == [2]  # ... but it was not kept
+
+
+async def test_a_miss_also_refreshes_served_keys_near_their_expiry() -> None:
+    clock = Clock()
+    asked: list[list[str]] = []
+
+    async def fetch(keys: list[str]) -> list[str]:
+        asked.append(list(keys))
+        return [f"{k}@{clock.now:g}" for k in keys]
+
+    cache: TtlCache[str, str] = TtlCache(ttl_s=10, refresh_ahead=10, clock=clock)
+    await cache.get_many(["a", "b", "x"], fetch)  # all three expire at 110
+    clock.now = 101
+    assert cache.peek("a") == "a@100"  # served since its read: worth refreshing
+    assert await cache.get_many(["x"], fetch) == ["x@100"]  # served too
+    clock.now = 103  # not yet in the last half of their life: a miss reads only itself
+    await cache.get_many(["c"], fetch)
+    assert asked[-1] == ["c"]
+    clock.now = 106  # a, b and x are in their last half (expire at 110 < 106 + 5); b was never served
+    assert await cache.get_many(["d"], fetch) == ["d@106"]
+    assert asked[-1] == ["d", "a", "x"]
+    assert cache.peek("a") == "a@106" and cache.peek("b") == "b@100"
+    clock.now = 112  # a now lives until 116; b expired and was never refreshed
+    assert cache.peek("a") == "a@106"
+    assert cache.peek("b") is MISSING and cache.peek("nothing") is MISSING
+    assert len(asked) == 3  # peeking never reads
+
+
+def test_refresh_ahead_needs_one_finite_ttl() -> None:
+    with pytest.raises(ValueError, match="refresh_ahead"):
+        TtlCache[str, str](ttl_s=math.inf, refresh_ahead=10)
+    with pytest.raises(ValueError, match="refresh_ahead"):
+        TtlCache[str, str](ttl_s=5, none_ttl_s=1, refresh_ahead=10)
 
 
 # -- through the graph -------------------------------------------------------------------------------------
