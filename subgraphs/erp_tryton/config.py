@@ -22,5 +22,6 @@ class TrytonConfig(SystemConfig):
     #: Texts by which a refusal is recognised (Tryton's English messages; other languages add patterns).
     period_closed_patterns: tuple[str, ...] = ("reopen the period", "period .* is closed", "closed period")
     already_billed_patterns: tuple[str, ...] = ("has been invoiced", "already invoiced")
-    after_end_date_patterns: tuple[str, ...] = ("timesheet_end_date",)
+    after_end_date_patterns: tuple[str, ...] = ("timesheet_end_date",)  # matched in the refused domain
+    before_start_date_patterns: tuple[str, ...] = ("timesheet_start_date",)
     nothing_to_invoice_patterns: tuple[str, ...] = ('can not call "invoice"',)

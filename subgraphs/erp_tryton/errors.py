@@ -7,7 +7,8 @@ httpx.TransportError               → UpstreamUnavailable
 5xx                                → UpstreamUnavailable
 200 + "error": ["UserError", [message, description, domain]]
                                    → TrytonRejected(vendor_code="UserError") with ``reason``
-                                     PERIOD_CLOSED / ALREADY_BILLED / AFTER_END_DATE / NOTHING_TO_INVOICE
+                                     PERIOD_CLOSED / ALREADY_BILLED / AFTER_END_DATE / BEFORE_START_DATE /
+                                     NOTHING_TO_INVOICE
                                      when recognisable, else USER_ERROR
 200 + "error": ["'name'", ""] (a KeyError: no such model or field)
                                    → TrytonRejected(reason="UNKNOWN_METHOD")
@@ -35,6 +36,7 @@ SYSTEM = "erp"
 PERIOD_CLOSED = "PERIOD_CLOSED"
 ALREADY_BILLED = "ALREADY_BILLED"
 AFTER_END_DATE = "AFTER_END_DATE"
+BEFORE_START_DATE = "BEFORE_START_DATE"
 NOTHING_TO_INVOICE = "NOTHING_TO_INVOICE"
 UNKNOWN_METHOD = "UNKNOWN_METHOD"
 USER_ERROR = "USER_ERROR"
@@ -61,6 +63,8 @@ def classify(message: str, domain: str, config: TrytonConfig) -> str:
         return ALREADY_BILLED
     if _matches(config.after_end_date_patterns, domain):
         return AFTER_END_DATE
+    if _matches(config.before_start_date_patterns, domain):
+        return BEFORE_START_DATE
     if _matches(config.nothing_to_invoice_patterns, message):
         return NOTHING_TO_INVOICE
     return USER_ERROR

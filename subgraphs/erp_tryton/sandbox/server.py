@@ -175,6 +175,9 @@ class TrytonSite:
         return to
 
     def restore(self, snapshot: Path) -> None:
+        """Only while the server is stopped. A left-over write-ahead log would be replayed onto the copy."""
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{self.database_file}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(snapshot, self.database_file)
 
     # -- the server ------------------------------------------------------------------------------------
