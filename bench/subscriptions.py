@@ -1,7 +1,7 @@
 """Subscription fan-out benchmark: 1,000 WebSocket subscribers across two gateway processes on PostgreSQL.
 
     .venv/bin/python bench/subscriptions.py [--subscribers 1000] [--rate 5] [--events 300] \\
-        [--client-procs 4] [--no-baseline] [--compression] \\
+        [--client-procs 8] [--no-baseline] [--compression] \\
         [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test]
 
 Everything runs as separate processes on 127.0.0.1 (free ports):
@@ -10,7 +10,8 @@ Everything runs as separate processes on 127.0.0.1 (free ports):
 - two gateway processes (uvicorn, one worker each, the gateway app with ``Subscription`` in its schema),
   both on that store, each with its event bus (relay + LISTEN). Subscribers only need the bus, so the
   systems point at an unused port (no sandboxes, no backfill);
-- ``--client-procs`` client processes of the ``websockets`` library holding ``--subscribers`` connections,
+- ``--client-procs`` client processes of the ``websockets`` library holding ``--subscribers`` connections
+  (8 by default: with 250 or 500 connections a process, its own event loop was the bottleneck),
   half on each gateway: ``connection_init`` with a token, ``subscribe`` to ``invoiceStatusChanged``;
 - the producer (this process) commits ``--events`` outbox rows with ``OutboxRepo.add`` at ``--rate`` per
   second, one transaction each, with the billing payload contract of ``mutations.billing.events`` — what
@@ -29,7 +30,9 @@ one execution per subscription group per event, ``gateway.ws``) and, unless ``--
 
 Printed per pass: the event rate; latency from that moment to delivery at the subscriber (p50/p95/p99/max
 over every delivered message); messages lost (expected ``events × subscribers`` minus distinct
-deliveries), duplicated, subscribers dropped; the gateways' memory (RSS of both processes before the
+deliveries; a subscriber stops waiting 10 s after its last message once the producer is done),
+duplicated, subscribers dropped; whether delivery keeps up (p50 of the first and the last tenth of the
+events); the gateways' memory (RSS of both processes before the
 subscribers connected and with them connected, per 1,000 subscribers) and their CPU time while the events
 flowed, per delivery and per event per 1,000 subscribers (figures that contention on a shared machine does
 not inflate the way it inflates latency); the subscriber processes' CPU per delivery (they run on the same
@@ -471,7 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=5.0,
         help="events per second (default 5: a busy month-end, ~18,000 invoice and payment changes an hour)",
     )
-    parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=8,
+        help="subscriber processes (default 8, 125 connections each: with 2-4 the subscribers' own event "
+        "loops, not the gateways, set the latency)",
+    )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the per-subscriber pass (one execution each)"
     )
