@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import backfill, exceptions, migrate, reconcile, sandbox, schema, serve, token, worker
+from gateway.cli import backfill, erp, exceptions, migrate, reconcile, sandbox, schema, serve, token, worker
 
 app = typer.Typer(
     name="p2c",
@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMANDS = (serve, migrate, sandbox, token, schema, backfill, worker, exceptions, reconcile)
+_COMMANDS = (serve, migrate, sandbox, token, schema, backfill, worker, exceptions, reconcile, erp)
 for _module in _COMMANDS:
     _module.register(app)
 
