@@ -71,6 +71,8 @@ from resolvers.schema import MAX_TOKENS
 log = get_logger("gateway.ws")
 
 RESUME_ARGUMENT = "lastEventId"
+# Longer documents run privately: the shape cache keeps its keys, and a subscription is a few hundred bytes.
+MAX_SHARED_QUERY_CHARS = 10_000
 SHARED_SUBJECT = "subscriptions:shared"
 
 ContextFactory = Callable[[Principal, ConnectionFeed], StreamContext]
@@ -135,6 +137,8 @@ def plan_subscription(query: object, variables: object, operation_name: object) 
     if not isinstance(query, str) or not (operation_name is None or isinstance(operation_name, str)):
         return None
     if variables is not None and not isinstance(variables, dict):
+        return None
+    if len(query) > MAX_SHARED_QUERY_CHARS:
         return None
     shape = _shape(query, operation_name)
     if shape is None:

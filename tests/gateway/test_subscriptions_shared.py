@@ -269,6 +269,7 @@ def test_plans() -> None:
     assert plan_subscription("subscription {", None, None) is None
     assert plan_subscription(INVOICES, None, "Other") is None  # no such operation
     assert plan_subscription(INVOICES, ["not", "an", "object"], None) is None
+    assert plan_subscription(INVOICES + "#" * 10_000, None, None) is None  # long: private, not cached
 
 
 async def test_a_slow_member_is_dropped_and_told_to_reconnect(scratch_database_url: str) -> None:
