@@ -6,8 +6,10 @@ thousand approved, never-posted entries. The ERP answers 50 ms late, so a batch 
 while. On PostgreSQL two workers claim side by side (``SKIP LOCKED``); SQLite claims in one process at a
 time, so there one worker is killed and restarted. The victim is killed ``KILLS`` times while it holds
 claimed items whose ERP writes are under way, restarted each time; the survivors' leases (``--lease``)
-run out and the items are taken over. Each worker gets ``cap // workers`` ERP connections, so together
-they stay under the sandbox's concurrency cap of 15.
+run out and the items are taken over. The workers share the sandbox's concurrency cap of 15 as
+``--erp-slots 15`` divides it (``gateway.worker_share``): each restart is a worker joining, each kill one
+whose part stays unused until its leases run out. A kill that finds the victim holding nothing (a batch of
+``BUSY`` items is handed back within moments) does not count: it is killed again on its next batch.
 
 A dead batch also leaves its entries' posting heads claimed; ``PostingRepo.claim_heads`` treats that claim
 as live for ``CLAIM_TIMEOUT`` (60 s), so the items taken over are ``BUSY`` and retried with backoff until
@@ -112,7 +114,8 @@ class Workers:
             *args,
             "--lag",
             "0",
-            env={"P2C_ERP__MAX_CONCURRENCY": str(CAP // self.n)},
+            "--erp-slots",
+            str(CAP),
             log=self.logs / f"worker{i}.log",
         )
         if i < len(self.procs):
@@ -160,12 +163,12 @@ async def test_killed_workers_post_every_approved_entry_exactly_once(
         try:
             for i in range(n):
                 await workers.start(i)
-            held = []
-            for _ in range(KILLS):
+            held: list[int] = []
+            while sum(1 for h in held if h > 0) < KILLS:
                 held.append(await _kill_mid_batch(workers, store, deadline))
                 print(f"killed at {time.monotonic() - started:.1f} s holding {held[-1]} items")
                 await workers.start(0)
-            assert all(h > 0 for h in held), f"killed while holding no claimed items: {held}"
+            assert len(held) <= 2 * KILLS, f"killed while holding no claimed items too often: {held}"
             while await _count(store, OPEN) > 0:
                 assert all(p.returncode is None for p in workers.procs), "a worker died on its own"
                 assert time.monotonic() < deadline, f"queue not drained in {BUDGET_S} s"
