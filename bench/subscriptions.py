@@ -77,11 +77,16 @@ NOWHERE = "http://127.0.0.1:9"
 
 def serve(port: int, shared: bool) -> None:
     """One gateway process (``--serve PORT``); settings from the environment."""
+    import logging
+
     import uvicorn
 
     from gateway.graphql import GraphQLView
 
     GraphQLView.share_subscriptions = shared
+    # Strawberry's own path logs a traceback for every subscriber that leaves mid-send (the baseline's
+    # subscribers give up when it falls far behind): thousands of lines that say nothing new.
+    logging.getLogger("strawberry.ws.task").setLevel(logging.CRITICAL)
 
     import resolvers.schema
     from resolvers.subscription import Subscription
