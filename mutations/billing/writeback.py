@@ -162,7 +162,12 @@ async def crm_writeback(deps: FlowDeps, payload: Mapping[str, Any], *, correlati
     if superseded or crm_account is None or not customer:
         done["account"] = {"skipped": "superseded" if superseded else "no CRM account linked"}
     else:
-        fields = await account_billing(deps.erp, str(customer), str(payload["currency"]), today)
+        if payload.get("erp") == "tryton" and deps.tryton is not None:  # an entity booked in Tryton
+            from mutations.billing.tryton import account_billing as tryton_billing
+
+            fields = await tryton_billing(deps.tryton, str(customer), str(payload["currency"]), today)
+        else:
+            fields = await account_billing(deps.erp, str(customer), str(payload["currency"]), today)
 
         async def write_account() -> Mapping[str, Any]:
             await deps.crm.update("Account", crm_account, fields)

@@ -79,7 +79,8 @@ async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[OnTryton]:
     person = next(e for e in flow.firm.employees if e.legal_entity == "EU01")
     (project,) = await client.read("project.work", [int(str(result.erp_job_id))], ["timesheet_start_date", "timesheet_end_date"])
     yield OnTryton(posting, client, int(project["id"]), psa_project, int(assignment["task"]["id"]),
-                   person.psa_user_id, project["timesheet_start_date"], project["timesheet_end_date"])
+                   person.psa_user_id, project["timesheet_start_date"],
+                   project["timesheet_end_date"])
     await client.aclose()
 
 

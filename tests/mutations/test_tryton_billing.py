@@ -1,0 +1,155 @@
+"""Invoice and payment status from a real Tryton back to the CRM and subscribers (EU01 on Tryton).
+
+The NetSuite billing-feedback assertions where they apply: one ``invoice.status_changed`` per real change,
+``payment.received`` per payment, the CRM invoice and the account's billing fields written once per change,
+a round with nothing new writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.worker import Job, Worker
+from mutations.billing.tryton import TrytonInvoicePoller
+from mutations.billing_feedback import CRM_WRITEBACK, crm_writeback
+from mutations.deps import FlowDeps
+from mutations.identity import account_canonical_id
+from mutations.provision import provision_engagement
+from store.models import OutboxEvent
+from store.repositories import CrossReferenceRepo
+from subgraphs.erp_tryton.client import TrytonClient
+from tests.mutations.conftest import ADMIN, Flow
+from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+
+TM = "006000000000032AAA"  # account 10, EU01, T&M
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
+        yield server
+
+
+@dataclasses.dataclass
+class Feedback:
+    flow: Flow
+    deps: FlowDeps
+    client: TrytonClient
+    project: int
+    account: str  # canonical
+    crm_account: str
+    worker: Worker
+
+    async def bill(self, spent: float) -> int:
+        """Time on the project, Tryton's invoice run, the invoice posted → its id."""
+        (project,) = await self.client.read("project.work", [self.project], ["timesheet_works",
+                                                                             "timesheet_start_date"])
+        employee = next(iter((await self.client.employees()).values()))
+        await self.client.create("timesheet.line", [{
+            "work": project["timesheet_works"][0], "employee": employee,
+            "date": project["timesheet_start_date"], "duration": timedelta(hours=spent),
+        }])
+        before = {r["id"] for r in await self.client.search_read("account.invoice", [], ["id"])}
+        await self.client.button("project.work", "invoice", [self.project])
+        (invoice,) = [r["id"] for r in await self.client.search_read("account.invoice", [], ["id"])
+                      if r["id"] not in before]
+        await self.client.write("account.invoice", [invoice], {"invoice_date": date(2026, 11, 30)})
+        await self.client.button("account.invoice", "post", [invoice])
+        return int(invoice)
+
+    async def pay(self, invoice: int, amount: str) -> None:
+        method = await self.client.payment_method()
+        (row,) = await self.client.read(
+            "account.invoice", [invoice], ["currency", "company", "amount_to_pay"]
+        )
+        start = {"amount": Decimal(amount), "payment_method": method, "date": date(2026, 12, 1),
+                 "description": "bank transfer", "currency": row["currency"], "company": row["company"]}
+        states: list[tuple[str, dict[str, Any]]] = [("choice", {"start": start})]
+        if Decimal(amount) < row["amount_to_pay"]:  # partial: Tryton asks what to do with the rest
+            ask = {"type": "partial", "amount": Decimal(amount), "lines": [], "payment_lines": [],
+                   "company": row["company"], "invoice": invoice, "currency": row["currency"],
+                   "amount_writeoff": Decimal(0)}
+            states = [("choice", {"start": start}), ("pay", {"start": start, "ask": ask})]
+        await self.client.wizard("account.invoice.pay", "account.invoice", [invoice], states)
+
+    async def outbox(self, after: int = 0) -> list[OutboxEvent]:
+        async with self.deps.sessionmaker() as session:
+            query = sa.select(OutboxEvent).where(OutboxEvent.id > after).order_by(OutboxEvent.id)
+            return list((await session.execute(query)).scalars())
+
+
+@pytest.fixture
+async def feedback(flow: Flow, tryton: Server) -> AsyncIterator[Feedback]:
+    tryton.reset()
+    client = tryton.client()
+    deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"}, clock=lambda: NOW)
+    flow.deps = deps
+    await deps.crm.update("Opportunity", TM, {"StageName": "Closed Won"})
+    result = await provision_engagement(deps, TM, principal=ADMIN, correlation_id="c-billing")
+    assert result.status == "PROVISIONED", result
+    crm_account = flow.firm.accounts[10].crm_id
+    account = account_canonical_id(crm_account)
+    async with deps.sessionmaker.begin() as session:
+        if (await CrossReferenceRepo(session).system_ids_for("crm", [account])).get(account) is None:
+            await CrossReferenceRepo(session).link(account, "Account", "crm", crm_account)
+
+    async def writeback(job: Job) -> object:
+        return await crm_writeback(deps, job.payload, correlation_id=job.correlation_id)
+
+    worker = Worker(deps.sessionmaker, {CRM_WRITEBACK: writeback},
+                    pollers=[TrytonInvoicePoller(deps, lag=timedelta(0))], clock=lambda: NOW)
+    yield Feedback(flow, deps, client, int(str(result.erp_job_id)), account, crm_account, worker)
+    await client.aclose()
+
+
+async def test_invoice_and_payments_reach_the_crm_once_per_change(feedback: Feedback) -> None:
+    f = feedback
+    (project,) = await f.client.read("project.work", [f.project], ["list_price"])
+    total = (3 * project["list_price"]).quantize(Decimal("0.01"))  # 3 h at the project's rate
+    invoice = await f.bill(3)
+    await f.worker.drain()
+
+    (posted,) = await f.outbox()
+    assert posted.topic == "invoice.status_changed" and posted.legal_entity == "EU01"
+    state = posted.payload["invoice"]
+    assert (state["status"], state["previousStatus"]) == ("OPEN", None)
+    assert state["total"] == {"amount": str(total), "currency": "EUR"}
+    assert posted.payload["account_id"] == f.account
+    (record,) = await f.deps.crm.invoices_by_p2c_ids([f"tryton:{invoice}"])
+    assert (record["Status__c"], record["Name"]) == ("OPEN", "INV/2026/1")
+    account = (await f.deps.crm.query_all(
+        f"SELECT Id, Open_Receivables__c FROM Account WHERE Id = '{f.crm_account}'"))[0]
+    assert Decimal(str(account["Open_Receivables__c"])) == total
+
+    await f.worker.drain()  # nothing changed in Tryton: nothing new anywhere
+    assert len(await f.outbox()) == 1
+
+    await f.pay(invoice, "200.00")
+    await f.worker.drain()
+    events = await f.outbox(posted.id)
+    assert [e.topic for e in events] == ["payment.received", "invoice.status_changed"]
+    assert events[0].payload["payment"]["amount"] == {"amount": "200.00", "currency": "EUR"}
+    assert (events[1].payload["invoice"]["status"], events[1].payload["invoice"]["previousStatus"]) == (
+        "PARTIALLY_PAID", "OPEN"
+    )
+    account = (await f.deps.crm.query_all(
+        f"SELECT Id, Open_Receivables__c, Last_Payment_Date__c FROM Account WHERE Id = '{f.crm_account}'"))[0]
+    assert Decimal(str(account["Open_Receivables__c"])) == total - 200
+    assert str(account["Last_Payment_Date__c"]) == "2026-12-01"
+
+    await f.pay(invoice, str(total - 200))
+    await f.worker.drain()
+    last = (await f.outbox(events[-1].id))[-1]
+    assert last.payload["invoice"]["status"] == "PAID"
+    (record,) = await f.deps.crm.invoices_by_p2c_ids([f"tryton:{invoice}"])
+    assert (record["Status__c"], record["Legal_Entity__c"]) == ("PAID", "EU01")
+    assert record["Account__c"] == f.crm_account
+    assert Decimal(str(record["Amount_Remaining__c"])) == 0 and Decimal(str(record["Amount__c"])) == total
