@@ -77,7 +77,8 @@ async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[OnTryton]:
     psa_project = int(str(result.psa_project_id))
     assignment = (await flow.deps.psa.task_assignments(psa_project))[0]
     person = next(e for e in flow.firm.employees if e.legal_entity == "EU01")
-    (project,) = await client.read("project.work", [int(str(result.erp_job_id))], ["timesheet_start_date", "timesheet_end_date"])
+    dates = ["timesheet_start_date", "timesheet_end_date"]
+    (project,) = await client.read("project.work", [int(str(result.erp_job_id))], dates)
     yield OnTryton(posting, client, int(project["id"]), psa_project, int(assignment["task"]["id"]),
                    person.psa_user_id, project["timesheet_start_date"],
                    project["timesheet_end_date"])
