@@ -27,9 +27,9 @@ request that started it, so that request's timeout does not fail the others wait
 
 Refresh ahead (``invoice_totals``, ``won_value``, ``crm_accounts``): a read of missing keys also re-reads
 up to ``REFRESH_AHEAD`` held keys that were served since their last read and are in the last half of
-their life, in the same IN-list request. Keys read together then expire together, so a steady stream of
-single-account requests over N accounts costs about one upstream read per TTL, not N. It never serves
-a value past its TTL (staleness stays ``ttl_s``); it only reads some keys earlier than they expire.
+their life (or past it), in the same IN-list request. Keys read together then expire together, so a
+steady stream of single-account requests over N accounts costs about one upstream read per TTL, not N.
+It never serves a value past its TTL (staleness stays ``ttl_s``); it only reads some keys earlier.
 
 Request code may also ``peek`` (no await, no read): the warm path of account health and of ``account(id)``
 takes its values straight from here and goes through the loaders only for what is not held.
@@ -161,9 +161,9 @@ class TtlCache(Generic[K, V]):
         return values
 
     def _due(self, now: float, missing: list[K]) -> list[K]:
-        """Held keys in the last half of their life that were served since their last read, oldest first,
-        at most ``refresh_ahead``: read along with ``missing``, they expire with it. Requests for many keys
-        then cost one upstream read per TTL instead of one per key as each expires on its own."""
+        """Held keys served since their last read that are in the last half of their life or past it,
+        oldest first, at most ``refresh_ahead``: read along with ``missing``, they expire with it. Requests
+        for many keys then cost one upstream read per TTL instead of one per key as each expires."""
         horizon = now + self.ttl_s / 2
         taken = set(missing)
         due: list[K] = []
@@ -171,9 +171,12 @@ class TtlCache(Generic[K, V]):
         for key, (expires, _value) in self._values.items():
             if expires >= horizon or len(due) >= self.refresh_ahead:
                 break  # in expiry order: the rest live longer
-            if expires <= now:
-                dead.append(key)  # expired and not asked for: nothing will serve it again
-            elif key in self._used and key not in taken and key not in self._inflight:
+            if key not in self._used:
+                if expires <= now:
+                    dead.append(key)  # expired and not served since its read: let it go
+            elif key not in taken and key not in self._inflight:
+                # served since its read: about to expire, or expired with the rest of its cohort (keys
+                # read together expire together, and the first to be asked again brings the others)
                 due.append(key)
         for key in dead:
             del self._values[key]

@@ -159,6 +159,12 @@ async def test_a_miss_also_refreshes_served_keys_near_their_expiry() -> None:
     assert cache.peek("a") == "a@106"
     assert cache.peek("b") is MISSING and cache.peek("nothing") is MISSING
     assert len(asked) == 3  # peeking never reads
+    # b (served at 106) and a (served at 112) have expired since; x has not been served since 106: the
+    # next miss brings back the served ones, oldest first, and lets x go
+    clock.now = 117
+    await cache.get_many(["e"], fetch)
+    assert asked[-1] == ["e", "b", "a"]
+    assert cache.peek("a") == "a@117" and cache.peek("b") == "b@117" and cache.peek("x") is MISSING
 
 
 def test_refresh_ahead_needs_one_finite_ttl() -> None:
