@@ -18,8 +18,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from canonical.entities import Account, Invoice, Project
-from canonical.enums import BillingMethod, InvoiceStatus
+from canonical.entities import Account, Address, Invoice, Project
+from canonical.enums import BillingMethod, InvoiceStatus, ProjectStatus
 from canonical.money import Money
 from subgraphs.erp_tryton.wire import Record, hours, one2many_create
 
@@ -180,3 +180,47 @@ def invoice_from_row(
 
 def logged_hours(row: Mapping[str, Any]) -> Decimal:
     return hours(row.get("duration"))
+
+
+PARTY_FIELDS = ("name", "code", "addresses.street", "addresses.city", "addresses.postal_code")
+WORK_FIELDS = ("name", "party.code", "project_invoice_method", "timesheet_start_date", "timesheet_end_date",
+               "comment", "effort_duration", "list_price", "company.currency.code")
+
+
+def account_from_party(row: Mapping[str, Any], *, legal_entity: str, currency: str) -> Account:
+    """A party read with ``PARTY_FIELDS``; its code is the canonical account id when we made it."""
+    address = (row.get("addresses.") or [{}])[0]
+    return Account(
+        id=str(row.get("code") or f"tryton:{row['id']}"),
+        name=str(row.get("name") or ""),
+        legal_entity=legal_entity,
+        currency=currency,
+        billing_address=Address(street=address.get("street") or None, city=address.get("city") or None,
+                                postal_code=address.get("postal_code") or None),
+        erp_id=str(row["id"]),
+    )
+
+
+def project_from_work(row: Mapping[str, Any], *, legal_entity: str) -> Project:
+    """A project work read with ``WORK_FIELDS``."""
+    comment = str(row.get("comment") or "")
+    method = METHODS_BACK.get(str(row.get("project_invoice_method") or ""), BillingMethod.TIME_AND_MATERIALS)
+    currency = str(((row.get("company.") or {}).get("currency.") or {}).get("code") or "EUR")
+    budget = None
+    if row.get("effort_duration") and row.get("list_price") is not None:
+        budget = Money(hours(row["effort_duration"]) * Decimal(row["list_price"]), currency).rounded()
+    name = str(row.get("name") or "")
+    code, _, rest = name.partition(" ")
+    return Project(
+        id=comment.removeprefix("p2c:") if comment.startswith("p2c:") else f"tryton:{row['id']}",
+        name=rest if code.startswith("P2C-") else name,
+        account_id=str((row.get("party.") or {}).get("code") or ""),
+        code=code if code.startswith("P2C-") else None,
+        legal_entity=legal_entity,
+        billing_method=method,
+        status=ProjectStatus.ACTIVE,
+        start_date=row.get("timesheet_start_date"),
+        end_date=row.get("timesheet_end_date"),
+        budget=budget,
+        erp_id=str(row["id"]),
+    )
