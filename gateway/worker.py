@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from canonical.errors import ConfigurationError, GatewayError
 from gateway.logs import get_logger
 from gateway.runtime.startup import load_mapping, preflight
-from gateway.runtime.systems import build_system
+from gateway.runtime.systems import build_system, build_tryton
 from gateway.settings import Settings
 from gateway.types import SYSTEMS
 from gateway.worker_batch import (
@@ -57,6 +57,7 @@ from gateway.worker_batch import (
 )
 from gateway.worker_prune import DonePruner
 from gateway.worker_share import SharedCap, concurrency_limit
+from mutations.billing.tryton import TrytonInvoicePoller
 from mutations.billing_feedback import CRM_WRITEBACK, ErpChangePoller, crm_writeback
 from mutations.deps import FlowDeps
 from mutations.intake import PROVISION, run_provision
@@ -332,6 +333,7 @@ def default_pollers(
         ExpensePoller(deps, interval_s=interval_s, lag=lag),
         MilestonePoller(deps, interval_s=interval_s * 10),
         ErpChangePoller(deps, interval_s=interval_s, lag=lag),
+        *([TrytonInvoicePoller(deps, interval_s=interval_s, lag=lag)] if deps.tryton is not None else []),
     ]
 
 
@@ -347,6 +349,9 @@ async def open_flow_deps(settings: Settings) -> AsyncIterator[FlowDeps]:
                 raise ConfigurationError(f"{name}: {system.unavailable or 'no connector'}")
             stack.push_async_callback(system.client.aclose)
             clients[name] = system.client
+        tryton = build_tryton(settings)  # a legal entity booked in Tryton (issue 9), else None
+        if tryton is not None:
+            stack.push_async_callback(tryton.aclose)
         engine = make_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
         yield FlowDeps(
@@ -355,6 +360,8 @@ async def open_flow_deps(settings: Settings) -> AsyncIterator[FlowDeps]:
             erp=_as(ErpClient, clients["erp"]),
             sessionmaker=make_sessionmaker(engine),
             mapping=mapping,
+            tryton=tryton,
+            erp_by_entity=settings.erp_by_entity(),
         )
 
 
