@@ -152,6 +152,8 @@ class GraphQLView(GraphQL[Context, None]):
             # the naive variant stays what it was: every read upstream, nothing kept across requests
             cache=runtime.read_cache if self.batching else None,
             lazy_loaders=lazy,  # streaming connections: loaders only if an operation reads
+            tryton=runtime.tryton,
+            erp_by_entity=runtime.settings.erp_by_entity(),
         )
         # Flows need the mapping in force; a mutation may take its key from the Idempotency-Key header.
         key = connection.headers.get(IDEMPOTENCY_KEY_HEADER)

@@ -20,7 +20,7 @@ stays, so asking twice for one key still costs one call). Never use it to serve 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, cast
@@ -48,6 +48,8 @@ class Context:
     correlation_id: str
     as_of: date
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+    tryton: Any = None  # the Tryton connector; flows route a Tryton entity's ERP steps to it
+    erp_by_entity: Mapping[str, str] = field(default_factory=dict)  # legal entity → netsuite | tryton
 
 
 Info = StrawberryInfo[Context, None]
@@ -88,6 +90,8 @@ def build_context(
     batching: bool = True,
     cache: ReadCache | None = None,
     lazy_loaders: bool = False,
+    tryton: Any = None,
+    erp_by_entity: Mapping[str, str] | None = None,
 ) -> Context:
     """A context with fresh loaders. ``as_of`` defaults to today: the date aging and DSO count from.
 
@@ -110,4 +114,6 @@ def build_context(
         correlation_id=correlation_id or uuid.uuid4().hex,
         as_of=day,
         thresholds=limits,
+        tryton=tryton,
+        erp_by_entity=dict(erp_by_entity or {}),
     )

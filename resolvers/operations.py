@@ -129,6 +129,8 @@ def flow_deps(info: Info) -> FlowDeps:
         sessionmaker=ctx.sessionmaker,
         mapping=ctx.mapping,
         clock=ctx.clock,
+        tryton=ctx.tryton,
+        erp_by_entity=ctx.erp_by_entity,
     )
 
 

@@ -32,7 +32,7 @@ from gateway.bus import EventBus
 from gateway.metrics import Metrics
 from gateway.runtime.demo import backfill_demo
 from gateway.runtime.startup import load_mapping
-from gateway.runtime.systems import SystemClient, SystemRuntime, build_system
+from gateway.runtime.systems import SystemClient, SystemRuntime, build_system, build_tryton
 from gateway.settings import Settings
 from gateway.types import SYSTEMS, SystemName
 from resolvers.cache import ReadCache
@@ -50,6 +50,7 @@ class Runtime:
     authenticator: Authenticator
     read_cache: ReadCache = field(default_factory=ReadCache)
     bus: EventBus | None = None  # started by open_runtime
+    tryton: Any = None  # the Tryton connector when a legal entity books in Tryton (issue 9)
 
     def client(self, name: SystemName) -> SystemClient:
         """The connector of ``name``; raises ``LookupError`` with the reason when there is none."""
@@ -73,6 +74,9 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Ru
             if system.client is not None:
                 stack.push_async_callback(system.client.aclose)
             systems[name] = system
+        tryton = build_tryton(settings)
+        if tryton is not None:
+            stack.push_async_callback(tryton.aclose)
         runtime = Runtime(
             settings=settings,
             engine=engine,
@@ -82,6 +86,7 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Ru
             mapping=mapping,
             authenticator=authenticator,
             read_cache=ReadCache(psa_ttl_s=settings.psa.aggregate_ttl_s),
+            tryton=tryton,
         )
         runtime.bus = EventBus(runtime.sessionmaker, settings.database_url)
         await runtime.bus.start()
