@@ -102,6 +102,8 @@ class Receivables:
     paid: Money
     aging: analytics.Aging
     dso: Decimal | None
+    open_total: Money  # aging.total and aging.overdue, summed once (the Aging properties sum each time)
+    overdue: Money
 
 
 class AccountFigures:
@@ -156,8 +158,18 @@ def receivables(rows: list[InvoiceTotals], currency: str) -> Receivables:
         Money(buckets["61-90"], currency),
         Money(buckets["91+"], currency),
     )
-    dso = analytics.dso(aging.total, Money(in_window, currency), DSO_WINDOW_DAYS) if rows else None
-    return Receivables(Money(billed - credited, currency), Money(paid, currency), aging, dso)
+    # what aging.overdue and aging.total add up, grouped as they do
+    past_due = buckets["1-30"] + buckets["31-60"] + (buckets["61-90"] + buckets["91+"])
+    total = Money((remaining - overdue) + past_due, currency)
+    dso = analytics.dso(total, Money(in_window, currency), DSO_WINDOW_DAYS) if rows else None
+    return Receivables(
+        Money(billed - credited, currency),
+        Money(paid, currency),
+        aging,
+        dso,
+        total,
+        Money(past_due, currency),
+    )
 
 
 def revenue_and_cost(totals: list[TimeTotals], currency: str) -> tuple[Money, Money]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 
@@ -35,50 +35,72 @@ strawberry.enum(HealthStatus)
 class AccountHealth:
     """Receivables, backlog, margin and DSO of one account as of the request's date, with a traffic light.
 
-    Every figure is computed once per account and request (``resolvers.figures``); the fields only read
-    them, so they are plain functions, not coroutines. A field whose system failed raises its error."""
+    What resolves these fields is a ``HealthView`` over the account's figures, computed once per account
+    and request (``resolvers.figures``): every field is a property that strawberry's default resolver
+    reads — no resolver function, no coroutine per field. A field whose system failed raises its error."""
 
-    figures: strawberry.Private[figures.AccountFigures]
+    billed_to_date: MoneyType | None
+    paid_to_date: MoneyType | None
+    open_receivables: MoneyType | None
+    overdue: MoneyType | None
+    aging: Aging | None
+    backlog: MoneyType | None
+    margin_percent: Decimal | None = financial(
+        description="(revenue − cost) / revenue × 100 over the account's time; null without revenue"
+    )
+    dso: Decimal | None = strawberry.field(description="Days sales outstanding over the last 90 days")
+    status: HealthStatus | None = strawberry.field()
+    reasons: list[str] | None = strawberry.field()
 
-    @strawberry.field
+
+class HealthView:
+    """The object ``Account.health`` returns for an ``AccountHealth``: its fields as properties."""
+
+    __slots__ = ("_figures",)
+
+    def __init__(self, found: figures.AccountFigures) -> None:
+        self._figures = found
+
+    @property
     def billed_to_date(self) -> MoneyType | None:
-        return MoneyType.of(self.figures.receivables.get().billed)
+        return MoneyType.of(self._figures.receivables.get().billed)
 
-    @strawberry.field
+    @property
     def paid_to_date(self) -> MoneyType | None:
-        return MoneyType.of(self.figures.receivables.get().paid)
+        return MoneyType.of(self._figures.receivables.get().paid)
 
-    @strawberry.field
+    @property
     def open_receivables(self) -> MoneyType | None:
-        return MoneyType.of(self.figures.receivables.get().aging.total)
+        return MoneyType.of(self._figures.receivables.get().open_total)
 
-    @strawberry.field
+    @property
     def overdue(self) -> MoneyType | None:
-        return MoneyType.of(self.figures.receivables.get().aging.overdue)
+        return MoneyType.of(self._figures.receivables.get().overdue)
 
-    @strawberry.field
+    @property
     def aging(self) -> Aging | None:
-        return Aging.of(self.figures.receivables.get().aging)
+        found = self._figures.receivables.get()
+        return Aging.of(found.aging, overdue=found.overdue, total=found.open_total)
 
-    @strawberry.field
+    @property
     def backlog(self) -> MoneyType | None:
-        return MoneyType.of(self.figures.backlog.get())
+        return MoneyType.of(self._figures.backlog.get())
 
-    @financial(description="(revenue − cost) / revenue × 100 over the account's time; null without revenue")
+    @property
     def margin_percent(self) -> Decimal | None:
-        return figures.percent(self.figures.margin.get())
+        return figures.percent(self._figures.margin.get())
 
-    @strawberry.field(description="Days sales outstanding over the last 90 days")
+    @property
     def dso(self) -> Decimal | None:
-        return self.figures.receivables.get().dso
+        return self._figures.receivables.get().dso
 
-    @strawberry.field
+    @property
     def status(self) -> HealthStatus | None:
-        return self.figures.health.get().status
+        return self._figures.health.get().status
 
-    @strawberry.field
+    @property
     def reasons(self) -> list[str] | None:
-        return list(self.figures.health.get().reasons)
+        return list(self._figures.health.get().reasons)
 
 
 @strawberry.federation.type(keys=["id"])
@@ -140,7 +162,8 @@ class Account:
         ref = figures.AccountRef.of(self.entity)
         # warm: straight from the process cache; otherwise one batch for every account of this level
         found = figures.warm_figures(loaders, ref) or await loaders.account_figures.load(ref)
-        return AccountHealth(figures=found)
+        # strawberry reads an object type's plain fields with getattr: the view stands in for the type
+        return cast(AccountHealth, HealthView(found))
 
     @strawberry.field
     async def opportunities(

@@ -51,7 +51,14 @@ class Aging:
     total: MoneyType
 
     @classmethod
-    def of(cls, aging: analytics.Aging) -> Aging:
+    def of(
+        cls,
+        aging: analytics.Aging,
+        *,
+        overdue: CanonicalMoney | None = None,
+        total: CanonicalMoney | None = None,
+    ) -> Aging:
+        """``overdue``/``total``: the aging's own sums when the caller has them already."""
         m = MoneyType.required
         return cls(
             current=m(aging.current),
@@ -59,6 +66,6 @@ class Aging:
             days_31_to_60=m(aging.days_31_60),
             days_61_to_90=m(aging.days_61_90),
             over_90=m(aging.over_90),
-            overdue=m(aging.overdue),
-            total=m(aging.total),
+            overdue=m(aging.overdue if overdue is None else overdue),
+            total=m(aging.total if total is None else total),
         )
