@@ -26,7 +26,7 @@ Concurrent misses of one key share one upstream read (single flight), which runs
 request that started it, so that request's timeout does not fail the others waiting on it.
 
 Refresh ahead (``invoice_totals``, ``won_value``, ``crm_accounts``): a read of missing keys also re-reads
-up to ``REFRESH_AHEAD`` held keys that were served since their last read and are in the last half of
+up to ``REFRESH_AHEAD`` held keys that were served in the last two TTLs and are in the last half of
 their life (or past it), in the same IN-list request. Keys read together then expire together, so a
 steady stream of single-account requests over N accounts costs about one upstream read per TTL, not N.
 It never serves a value past its TTL (staleness stays ``ttl_s``); it only reads some keys earlier.
@@ -102,7 +102,7 @@ class TtlCache(Generic[K, V]):
         if refresh_ahead and (self.none_ttl_s != ttl_s or math.isinf(ttl_s)):
             raise ValueError("refresh_ahead needs one finite TTL for every value")
         self.refresh_ahead = refresh_ahead
-        self._used: set[K] = set()  # keys served since they were last read: the ones worth refreshing
+        self._served: dict[K, float] = {}  # key → when last served: keys still asked for are worth refreshing
         self._values: dict[K, tuple[float, V]] = {}  # key → (expires at, value)
         self._inflight: dict[K, asyncio.Future[dict[K, V]]] = {}
         self._epoch = 0  # bumped by every invalidation: a read that started before it is not stored
@@ -123,7 +123,7 @@ class TtlCache(Generic[K, V]):
             if cached is not None and now < cached[0]:
                 found[key] = cached[1]
                 self.hits += 1
-                self._used.add(key)
+                self._served[key] = now
             elif (shared := self._inflight.get(key)) is not None:
                 waits.append(shared)
                 self.hits += 1
@@ -157,38 +157,38 @@ class TtlCache(Generic[K, V]):
                 # at the end, so the map stays in expiry order (what ``_due`` relies on)
                 self._values.pop(key, None)
                 self._values[key] = (asked_at + (self.none_ttl_s if value is None else self.ttl_s), value)
-                self._used.discard(key)
         return values
 
     def _due(self, now: float, missing: list[K]) -> list[K]:
-        """Held keys served since their last read that are in the last half of their life or past it,
+        """Held keys served in the last two TTLs that are in the last half of their life or past it,
         oldest first, at most ``refresh_ahead``: read along with ``missing``, they expire with it. Requests
         for many keys then cost one upstream read per TTL instead of one per key as each expires."""
-        horizon = now + self.ttl_s / 2
+        horizon, recent = now + self.ttl_s / 2, now - 2 * self.ttl_s
         taken = set(missing)
         due: list[K] = []
         dead: list[K] = []
         for key, (expires, _value) in self._values.items():
             if expires >= horizon or len(due) >= self.refresh_ahead:
                 break  # in expiry order: the rest live longer
-            if key not in self._used:
+            if self._served.get(key, -math.inf) <= recent:
                 if expires <= now:
-                    dead.append(key)  # expired and not served since its read: let it go
+                    dead.append(key)  # expired and no longer asked for: let it go
             elif key not in taken and key not in self._inflight:
-                # served since its read: about to expire, or expired with the rest of its cohort (keys
-                # read together expire together, and the first to be asked again brings the others)
+                # still asked for: about to expire, or expired with the rest of its cohort (keys read
+                # together expire together, and the first to be asked again brings the others)
                 due.append(key)
         for key in dead:
             del self._values[key]
-            self._used.discard(key)
+            self._served.pop(key, None)
         return due
 
     def peek(self, key: K) -> V | Missing:
         """The value if held and fresh, else ``MISSING``; never reads upstream, never waits."""
         cached = self._values.get(key)
-        if cached is not None and self.clock() < cached[0]:
+        now = self.clock()
+        if cached is not None and now < cached[0]:
             self.hits += 1
-            self._used.add(key)
+            self._served[key] = now
             return cached[1]
         return MISSING
 
@@ -212,18 +212,18 @@ class TtlCache(Generic[K, V]):
         self._values = {k: v for k, v in self._values.items() if now < v[0]}
         if len(self._values) > self.maxsize // 2:
             self._values.clear()
-        self._used.intersection_update(self._values)
+        self._served = {k: t for k, t in self._served.items() if k in self._values}
 
     def invalidate(self, predicate: Callable[[K], bool] | None = None) -> None:
         """Forget every key (``predicate`` None) or those it matches; reads in flight are not stored."""
         self._epoch += 1
         if predicate is None:
             self._values.clear()
-            self._used.clear()
+            self._served.clear()
         else:
             for key in [k for k in self._values if predicate(k)]:
                 del self._values[key]
-                self._used.discard(key)
+                self._served.pop(key, None)
 
     def forget_misses(self) -> None:
         """Forget the ``None`` values (and do not store reads in flight); values found stay."""

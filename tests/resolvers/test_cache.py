@@ -155,16 +155,19 @@ async def test_a_miss_also_refreshes_served_keys_near_their_expiry() -> None:
     assert await cache.get_many(["d"], fetch) == ["d@106"]
     assert asked[-1] == ["d", "a", "x"]
     assert cache.peek("a") == "a@106" and cache.peek("b") == "b@100"
-    clock.now = 112  # a now lives until 116; b expired and was never refreshed
+    clock.now = 112  # a now lives until 116; b was not refreshed (not asked for before 106)
     assert cache.peek("a") == "a@106"
     assert cache.peek("b") is MISSING and cache.peek("nothing") is MISSING
     assert len(asked) == 3  # peeking never reads
-    # b (served at 106) and a (served at 112) have expired since; x has not been served since 106: the
-    # next miss brings back the served ones, oldest first, and lets x go
+    # b, a and x (served at 106, 112 and 101) have expired since, c and d were never served: the next
+    # miss brings back the ones still asked for, oldest first, and lets the others go
     clock.now = 117
     await cache.get_many(["e"], fetch)
-    assert asked[-1] == ["e", "b", "a"]
-    assert cache.peek("a") == "a@117" and cache.peek("b") == "b@117" and cache.peek("x") is MISSING
+    assert asked[-1] == ["e", "b", "a", "x"]
+    assert cache.peek("a") == "a@117" and cache.peek("b") == "b@117" and cache.peek("c") is MISSING
+    clock.now = 140  # a, b and x not asked for in two TTLs: a miss no longer brings them
+    await cache.get_many(["f"], fetch)
+    assert asked[-1] == ["f"]
 
 
 def test_refresh_ahead_needs_one_finite_ttl() -> None:
