@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
 from canonical.principal import Role
 from gateway.app import create_app
+from gateway.graphql import GraphQLView
 from gateway.settings import Settings, load_settings
 from mutations.billing.events import PAYMENT_RECEIVED
 
@@ -259,6 +261,10 @@ async def sse_events(app: Starlette, path: str, headers: dict[str, str], wanted:
         task = asyncio.create_task(app(scope, receive, send))
         text = (await asyncio.wait_for(chunks.get(), 10)).decode()
         assert status == [200] and text.startswith(": stream open")
+        view = next(r.endpoint for r in app.routes if isinstance(r, WebSocketRoute))
+        assert isinstance(view, GraphQLView)
+        hub = view._hub
+        assert hub is not None and hub.member_count == 1  # the stream joined a shared group (gateway.ws)
         await emit_async(url, [("invoice.status_changed", dict(p)) for p in PENDING])
         blocks: list[str] = []
         buffer = ""
@@ -268,6 +274,7 @@ async def sse_events(app: Starlette, path: str, headers: dict[str, str], wanted:
             blocks += [block for block in done if block.startswith("id:")]
         disconnect.set()
         await asyncio.wait_for(task, 10)
+        assert hub.groups == {}  # the client went away: its group with it
         return blocks
 
 
