@@ -9,23 +9,33 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from tests.subgraphs.erp_tryton.tryton_support import snapshot
+from tests.subgraphs.erp_tryton.tryton_support import TRYTON_URI, _postgres, snapshot
 
 runner = CliRunner()
 
 
 def test_init_again_over_a_built_database_changes_nothing_and_prints_the_settings(tmp_path: Path) -> None:
     built = snapshot()
-    shutil.copyfile(built.file, tmp_path / "p2c.sqlite")
-    (tmp_path / "p2c.company.json").write_text(json.dumps(built.company))
+    name, where = "p2c", []
+    if TRYTON_URI:  # Tryton on PostgreSQL (.ci/run): a copy of the snapshot database
+        name, where = f"p2c_cli_{tmp_path.name[-8:].lower()}", ["--database-url", TRYTON_URI]
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _postgres(f'CREATE DATABASE "{name}" TEMPLATE {built.file}')
+    else:
+        shutil.copyfile(built.file, tmp_path / "p2c.sqlite")
+    (tmp_path / f"{name}.company.json").write_text(json.dumps(built.company))
     (tmp_path / "admin.password").write_text(built.password + "\n")
 
-    result = runner.invoke(app, ["erp", "tryton", "init", "--dir", str(tmp_path), "--accounts", "30"])
+    result = runner.invoke(
+        app, ["erp", "tryton", "init", "--dir", str(tmp_path), "--name", name, "--accounts", "30", *where]
+    )
+    if TRYTON_URI:
+        _postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     assert result.exit_code == 0, result.output
     assert "P2C_LEGAL_ENTITIES__EU01__ERP=tryton" in result.output
     assert f"P2C_TRYTON__COMPANY={built.company['company']}" in result.output
-    again = json.loads((tmp_path / "p2c.company.json").read_text())
+    again = json.loads((tmp_path / f"{name}.company.json").read_text())
     assert again["company"] == built.company["company"]
     assert again["products"] == built.company["products"]  # found, not created twice
     assert again["employees"] == built.company["employees"]
