@@ -362,7 +362,9 @@ class FlowRunner:
         while True:
             async with self.deps.sessionmaker.begin() as session:
                 runs = RunRepo(session, clock=self.deps.clock)
-                claimed = await runs.claim_step(key, run_id, name, stale_after=self.claim_timeout)
+                claimed = await runs.claim_step(
+                    key, run_id, name, stale_after=self.claim_timeout, correlation_id=self.correlation_id
+                )
                 step = await runs.get_step(key)
                 if step.status == "SUCCEEDED":
                     return dict(step.result or {})

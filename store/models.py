@@ -137,6 +137,7 @@ class IntegrationStep(Base):
         sa.UniqueConstraint("key"),
         sa.CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
         sa.Index(None, "run_id"),
+        sa.Index(None, "correlation_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -149,6 +150,8 @@ class IntegrationStep(Base):
     error: Mapped[Any | None] = mapped_column(sa.JSON)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The attempt that last claimed the step; a replay moves the run's id, never a finished step's.
+    correlation_id: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class AuditEntry(Base):

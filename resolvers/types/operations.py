@@ -250,6 +250,9 @@ class IntegrationStep:
     error: JSON | None
     started_at: datetime | None
     finished_at: datetime | None
+    correlation_id: str | None = strawberry.field(
+        description="The correlation id of the attempt that last claimed this step."
+    )
 
     @classmethod
     def of(cls, row: StepRow) -> IntegrationStep:
@@ -262,6 +265,7 @@ class IntegrationStep:
             error=row.error,
             started_at=row.started_at,
             finished_at=row.finished_at,
+            correlation_id=row.correlation_id,
         )
 
 

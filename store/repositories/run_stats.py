@@ -64,11 +64,14 @@ class RunStatsRepo(Repository):
         legal_entity: str | None = None,
         limit: int = 1000,
     ) -> Sequence[IntegrationRun]:
-        """Runs matching every given term, newest first."""
+        """Runs matching every given term, newest first. A correlation id matches the run's own (its last
+        attempt's) or that of any of its steps, so the id of a first attempt still finds a replayed run."""
         r = IntegrationRun
         query = sa.select(r)
+        if correlation_id is not None:
+            by_step = sa.select(IntegrationStep.run_id).where(IntegrationStep.correlation_id == correlation_id)
+            query = query.where(sa.or_(r.correlation_id == correlation_id, r.id.in_(by_step)))
         for column, value in (
-            (r.correlation_id, correlation_id),
             (r.flow, flow),
             (r.subject, subject),
             (r.status, status),

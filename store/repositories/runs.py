@@ -127,11 +127,18 @@ class RunRepo(Repository):
         return step
 
     async def claim_step(
-        self, key: str, run_id: str, name: str, *, stale_after: timedelta = CLAIM_TIMEOUT
+        self,
+        key: str,
+        run_id: str,
+        name: str,
+        *,
+        stale_after: timedelta = CLAIM_TIMEOUT,
+        correlation_id: str | None = None,
     ) -> bool:
         """Atomically claim step ``key`` for an attempt (creating it under ``run_id`` if new) → True when
         claimed: now RUNNING, one more attempt, ``started_at`` = now. False when it already SUCCEEDED or
-        another attempt holds a claim younger than ``stale_after``. One UPDATE whose WHERE is the
+        another attempt holds a claim younger than ``stale_after``. A claim stamps ``correlation_id`` (the
+        attempt's) on the step. One UPDATE whose WHERE is the
         condition: PostgreSQL re-checks it on the row a concurrent claimer just committed; SQLite runs
         units of work one at a time (``BEGIN IMMEDIATE``)."""
         await self.step(run_id, name, key)
@@ -153,6 +160,7 @@ class RunRepo(Repository):
                 attempts=IntegrationStep.attempts + 1,
                 started_at=now,
                 finished_at=None,
+                correlation_id=correlation_id,
             )
             .execution_options(synchronize_session=False)
         )

@@ -28,13 +28,27 @@ from gateway.app import create_app
 from gateway.correlation import HEADER
 from gateway.settings import Settings, load_settings
 from gateway.tracing import CORRELATION_ID, build_provider, exporter_for, install
-from store.models import AuditEntry, IntegrationException, IntegrationRun
+from store.models import AuditEntry, IntegrationException, IntegrationRun, IntegrationStep
 from subgraphs.common import transport
 from subgraphs.common.transport import ObservedTransport, RetryPolicy, build_transport
 from tests.gateway.test_graphql_endpoint import assert_clean, bearer, token_for
 
 DEAL = "006000000000003AAA"  # account 0 (US01), a deal with no project yet; the tests win it
 ACCOUNTS = "query Accounts { accounts(first: 3) { edges { node { id name } } } }"
+REPLAY = """
+mutation Replay($id: ID!, $key: String!) {
+  replayException(id: $id, idempotencyKey: $key) { __typename }
+}
+"""
+
+RUNS_BY_ID = """
+query Runs($cid: String!) {
+  integrationRuns(filter: {correlationId: $cid}) {
+    edges { node { id steps { name correlationId } } }
+  }
+}
+"""
+
 PROVISION = """
 mutation Provision($opp: ID!, $key: String) {
   provisionEngagement(opportunityId: $opp, idempotencyKey: $key) { status exceptionId reasonCode }
@@ -262,6 +276,38 @@ async def test_the_correlation_id_is_stored_on_the_run_the_exception_and_the_aud
     assert run.correlation_id == "corr-stored-1"
     assert exception is not None and exception.correlation_id == "corr-stored-1"
     assert audits and {a.correlation_id for a in audits} == {"corr-stored-1"}
+
+    # The fault clears and a replay resumes the run under its own id: the steps the first attempt did
+    # keep the first id, the steps the replay did carry the replay's, and either id finds the run.
+    await client.delete("/sandbox/erp/__sandbox/faults")
+    replayed = await client.post(
+        "/graphql",
+        json={"query": REPLAY, "variables": {"id": exception_id, "key": "k-replay"}},
+        headers={**admin(app), HEADER: "corr-replay-1"},
+    )
+    assert_clean(replayed)
+    async with app.state.runtime.sessionmaker() as session:
+        steps = (
+            (await session.execute(sa.select(IntegrationStep).where(IntegrationStep.run_id == run.id)))
+            .scalars()
+            .all()
+        )
+    by_id: dict[str | None, set[str]] = {}
+    for step in steps:
+        assert step.status == "SUCCEEDED"
+        by_id.setdefault(step.correlation_id, set()).add(step.name)
+    assert set(by_id) == {"corr-stored-1", "corr-replay-1"}
+    for correlation_id in ("corr-stored-1", "corr-replay-1"):
+        found = await client.post(
+            "/graphql",
+            json={"query": RUNS_BY_ID, "variables": {"cid": correlation_id}},
+            headers=admin(app),
+        )
+        assert_clean(found)
+        edges = found.json()["data"]["integrationRuns"]["edges"]
+        assert [edge["node"]["id"] for edge in edges] == [run.id]
+        step_ids = {step["correlationId"] for step in edges[0]["node"]["steps"]}
+        assert step_ids == {"corr-stored-1", "corr-replay-1"}
 
 
 def test_the_exporter_is_the_one_the_settings_name() -> None:

@@ -44,7 +44,7 @@ def _tables(connection: sa.Connection) -> set[str]:
 
 
 def test_there_is_one_head() -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 async def test_empty_database_migrates_to_head_matching_the_models(empty_database_url: str) -> None:
