@@ -69,7 +69,8 @@ class RunStatsRepo(Repository):
         r = IntegrationRun
         query = sa.select(r)
         if correlation_id is not None:
-            by_step = sa.select(IntegrationStep.run_id).where(IntegrationStep.correlation_id == correlation_id)
+            step = IntegrationStep
+            by_step = sa.select(step.run_id).where(step.correlation_id == correlation_id)
             query = query.where(sa.or_(r.correlation_id == correlation_id, r.id.in_(by_step)))
         for column, value in (
             (r.flow, flow),
