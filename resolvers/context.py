@@ -101,7 +101,8 @@ def build_context(
 
     def loaders() -> Loaders:
         return Loaders(
-            crm, psa, erp, sessionmaker, as_of=day, batching=batching, cache=cache, thresholds=limits
+            crm, psa, erp, sessionmaker, as_of=day, batching=batching, cache=cache, thresholds=limits,
+            tryton=tryton,
         )
 
     return Context(

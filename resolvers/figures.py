@@ -24,6 +24,7 @@ backlog = contracted − billed, floored at zero; DSO over the last 90 days.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -202,6 +203,26 @@ def _pick(part: Part[dict[K, V]], key: K | None, empty: V) -> Part[V]:
     return Part(value)
 
 
+def _netsuite(erp_id: str | None) -> str | None:
+    """The CRM's copy of the ERP id, unless it names a Tryton party (``tryton:<id>``)."""
+    return None if erp_id is None or erp_id.startswith("tryton:") else erp_id
+
+
+def _tryton_totals(loaders: Loaders) -> Callable[[list[str]], Awaitable[list[list[InvoiceTotals]]]]:
+    async def load(keys: list[str]) -> list[list[InvoiceTotals]]:
+        if not keys:
+            return []
+        return list(await loaders.tryton_invoice_totals.load_many([k.removeprefix("tryton:") for k in keys]))
+
+    return load
+
+
+def _merged(
+    netsuite: Part[dict[str, list[InvoiceTotals]]], tryton: Part[dict[str, list[InvoiceTotals]]]
+) -> Part[dict[str, list[InvoiceTotals]]]:
+    return Part(lambda: {**netsuite.get(), **tryton.get()})
+
+
 async def load_figures(
     loaders: Loaders, refs: Sequence[AccountRef], thresholds: analytics.HealthThresholds
 ) -> list[AccountFigures]:
@@ -211,17 +232,26 @@ async def load_figures(
         loaders.xref_to_system["erp"].load_many(ids), loaders.xref_to_system["psa"].load_many(ids)
     )
     keys = [
-        AccountKeys(r.canonical_id, r.currency, r.crm_id, erp or r.erp_id, psa)
+        AccountKeys(r.canonical_id, r.currency, r.crm_id, erp or _netsuite(r.erp_id), psa)
         for r, erp, psa in zip(refs, erp_links, psa_links, strict=True)
     ]
-    erp_ids = list(dict.fromkeys(k.erp_id for k in keys if k.erp_id is not None))
+    # An account booked in Tryton: its receivables from Tryton, keyed "tryton:<party id>" (issue 9).
+    tryton_links = await loaders.xref_to_system["tryton"].load_many(ids) if loaders.tryton is not None else []
+    on_tryton = {k.canonical_id: f"tryton:{t}" for k, t in zip(keys, tryton_links, strict=False) if t}
+    keys = [dataclasses.replace(k, erp_id=on_tryton.get(k.canonical_id, k.erp_id)) for k in keys]
+    tryton_ids = set(on_tryton.values())
+    erp_ids = list(dict.fromkeys(k.erp_id for k in keys if k.erp_id and k.erp_id not in tryton_ids))
+    tryton_keys = sorted(tryton_ids)
     crm_ids = list(dict.fromkeys(k.crm_id for k in keys if k.crm_id is not None))
     psa_ids = list(dict.fromkeys(int(k.psa_id) for k in keys if k.psa_id is not None))
-    totals, won, time = await asyncio.gather(
+    totals, won, time, tryton = await asyncio.gather(
         _read(loaders.erp_invoice_totals.load_many, erp_ids),
         _read(loaders.crm_won_value.load_many, crm_ids),
         _read(loaders.psa_client_time.load_many, psa_ids),
+        _read(_tryton_totals(loaders), tryton_keys),
     )
+    if tryton_ids:
+        totals = _merged(totals, tryton)
     return [
         AccountFigures(
             k,

@@ -106,8 +106,10 @@ class Loaders:
         batching: bool = True,
         cache: ReadCache | None = None,
         thresholds: HealthThresholds | None = None,
+        tryton: Any = None,
     ) -> None:
         self.crm, self.psa, self.erp, self.sessionmaker, self.as_of = crm, psa, erp, sessionmaker, as_of
+        self.tryton = tryton  # the Tryton connector when a legal entity books there (issue 9)
         self.thresholds = thresholds or HealthThresholds()
         self.batching, self.cache = batching, cache
         # the firm's time aggregates: the process's read model, or one read for this request alone
@@ -126,7 +128,8 @@ class Loaders:
     # store: canonical id → system id, and back
     @cached_property
     def xref_to_system(self) -> dict[str, DataLoader[str, str | None]]:
-        return {system: self._loader(partial(self._system_ids, system)) for system in ("crm", "erp", "psa")}
+        systems = ("crm", "erp", "psa", "tryton")
+        return {system: self._loader(partial(self._system_ids, system)) for system in systems}
 
     @cached_property
     def xref_to_canonical(self) -> dict[str, DataLoader[str, str | None]]:
@@ -184,6 +187,12 @@ class Loaders:
     @cached_property
     def erp_invoice_totals(self) -> DataLoader[str, list[InvoiceTotals]]:
         return self._loader(self._invoice_totals)
+
+    @cached_property
+    def tryton_invoice_totals(self) -> DataLoader[str, list[InvoiceTotals]]:
+        from subgraphs.erp_tryton.loaders import invoice_totals_loader
+
+        return self._loader(invoice_totals_loader(self.tryton, self.as_of, self.window_start))
 
     @cached_property
     def erp_invoice_by_canonical_id(self) -> DataLoader[str, tuple[Invoice, str | None] | None]:

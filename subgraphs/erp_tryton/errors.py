@@ -12,6 +12,7 @@ httpx.TransportError               → UpstreamUnavailable
                                      when recognisable, else USER_ERROR
 200 + "error": ["'name'", ""] (a KeyError: no such model or field)
                                    → TrytonRejected(reason="UNKNOWN_METHOD")
+200 + "error": ["UserWarning", ...] → TrytonRejected(reason="USER_WARNING") (needs a person to confirm)
 200 + any other "error"            → TrytonRejected(reason="SERVER_ERROR")
 """
 
@@ -87,6 +88,12 @@ def from_error(error: Any, method: str, config: TrytonConfig) -> UpstreamError:
             endpoint=endpoint,
         )
     first = str(error[0]) if isinstance(error, list) and error else str(error)
+    if first == "UserWarning":  # Tryton wants a person to confirm (e.g. a date before the last invoice's)
+        args = error[1] if len(error) > 1 and isinstance(error[1], list) else []
+        return TrytonRejected(
+            f"Tryton asks for confirmation: {args[1] if len(args) > 1 else args or ''}",
+            reason="USER_WARNING", status=200, vendor_code="UserWarning", endpoint=endpoint,
+        )
     if re.fullmatch(r"'[\w.]+'", first):  # trytond answers a KeyError for a model it does not have
         return TrytonRejected(
             f"{method}: Tryton has no model or field {first}",
