@@ -228,9 +228,9 @@ async def load_figures(
 ) -> list[AccountFigures]:
     """The batch function of ``Loaders.account_figures``: one ``load_many`` per system for every ref."""
     ids = [r.canonical_id for r in refs]
-    erp_links, psa_links = await asyncio.gather(
-        loaders.xref_to_system["erp"].load_many(ids), loaders.xref_to_system["psa"].load_many(ids)
-    )
+    # one after the other: each batch is a store session, and links found are cached for good anyway
+    erp_links = await loaders.xref_to_system["erp"].load_many(ids)
+    psa_links = await loaders.xref_to_system["psa"].load_many(ids)
     keys = [
         AccountKeys(r.canonical_id, r.currency, r.crm_id, erp or _netsuite(r.erp_id), psa)
         for r, erp, psa in zip(refs, erp_links, psa_links, strict=True)
@@ -271,11 +271,16 @@ def warm_figures(loaders: Loaders, ref: AccountRef) -> AccountFigures | None:
     cache = loaders.cache
     if cache is None:
         return None
+    if loaders.tryton is not None:
+        # an account booked in Tryton takes its receivables from there (load_figures): not from here
+        booked = cache.xrefs.peek(("system", "tryton", ref.canonical_id))
+        if booked is MISSING or booked is not None:
+            return None
     erp = cache.xrefs.peek(("system", "erp", ref.canonical_id))
     psa = cache.xrefs.peek(("system", "psa", ref.canonical_id))
     if erp is MISSING or psa is MISSING:
         return None
-    keys = AccountKeys(ref.canonical_id, ref.currency, ref.crm_id, erp or ref.erp_id, psa)
+    keys = AccountKeys(ref.canonical_id, ref.currency, ref.crm_id, erp or _netsuite(ref.erp_id), psa)
     totals: list[InvoiceTotals] | Missing = []
     if keys.erp_id is not None:
         totals = cache.invoice_totals.peek((loaders.as_of, loaders.window_start, keys.erp_id))
