@@ -146,7 +146,7 @@ def invoice_status(state: str, total: Decimal, to_pay: Decimal) -> InvoiceStatus
 
 INVOICE_FIELDS = (
     "number", "state", "invoice_date", "payment_term_date", "total_amount", "amount_to_pay", "currency.code",
-    "party", "party.code", "reference", "write_date",
+    "party", "party.code", "reference", "write_date", "lines_to_pay.maturity_date",
 )
 
 
@@ -161,7 +161,8 @@ def invoice_from_row(
     to_pay = total if state in ("draft", "validated") else Decimal(row.get("amount_to_pay") or 0)
     to_pay = to_pay.quantize(CENT)
     issued: date = row.get("invoice_date") or date.today()
-    due: date = row.get("payment_term_date") or issued
+    maturities = [ln["maturity_date"] for ln in row.get("lines_to_pay.") or [] if ln.get("maturity_date")]
+    due: date = min(maturities, default=None) or row.get("payment_term_date") or issued  # the term's date
     return Invoice(
         id=f"tryton:{row['id']}",
         number=str(row.get("number") or f"DRAFT-{row['id']}"),

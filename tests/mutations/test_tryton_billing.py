@@ -153,3 +153,13 @@ async def test_invoice_and_payments_reach_the_crm_once_per_change(feedback: Feed
     assert (record["Status__c"], record["Legal_Entity__c"]) == ("PAID", "EU01")
     assert record["Account__c"] == f.crm_account
     assert Decimal(str(record["Amount_Remaining__c"])) == 0 and Decimal(str(record["Amount__c"])) == total
+
+
+async def test_the_due_date_is_the_payment_terms(feedback: Feedback) -> None:
+    invoice = await feedback.bill(1)
+    await feedback.worker.drain()
+
+    (event,) = [e for e in await feedback.outbox() if e.payload["invoice"]["erpId"] == str(invoice)]
+    assert (event.payload["invoice"]["tranDate"], event.payload["invoice"]["dueDate"]) == (
+        "2026-11-30", "2026-12-30"  # the party's NET30 term, which provisioning set
+    )
