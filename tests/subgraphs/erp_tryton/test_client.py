@@ -133,3 +133,21 @@ async def test_periods_and_reference_data(tryton: Server) -> None:
     )
     assert {"CONSULT-SR", "CONSULT-JR", "PM"} <= set(products)
     assert employees and all("@" in email for email in employees)
+
+
+async def test_posting_into_a_closed_period_is_period_closed(tryton: Server) -> None:
+    project, work, party = await _project(tryton, "Closed period", date(2026, 12, 31))
+    employee = next(iter((await tryton.client().employees()).values()))
+    async with tryton.client() as client:
+        await client.create("timesheet.line", [{
+            "work": work, "employee": employee, "date": date(2026, 11, 2), "duration": timedelta(hours=1),
+        }])
+        await client.button("project.work", "invoice", [project])
+        (invoice,) = await client.search_read("account.invoice", [["party", "=", party]], ["id"])
+        march = [["start_date", "=", date(2025, 3, 1)]]
+        (period,) = await client.search_read("account.period", march, ["id"])
+        await client.button("account.period", "close", [period["id"]])
+        await client.write("account.invoice", [invoice["id"]], {"invoice_date": date(2025, 3, 14)})
+        with pytest.raises(TrytonRejected) as closed:
+            await client.button("account.invoice", "post", [invoice["id"]])
+    assert closed.value.reason == "PERIOD_CLOSED", closed.value.message
