@@ -135,46 +135,18 @@ async def _run_steps(deps: FlowDeps, runner: FlowRunner, plan: Plan) -> Provisio
     await step("tasks", lambda: steps.project_tasks(deps, plan, job_id))
     if plan.milestones:
         await step("milestones", lambda: steps.milestones(deps, plan, job_id))
-    psa = await step("psa_project", lambda: steps.psa_project(deps, plan))
-    await step("psa_tasks", lambda: steps.psa_task_assignments(deps, plan, str(psa["psa_id"])))
-    if customer.get("reused") is False or plan.erp_customer_hint != customer_id:
-        await step("crm_account", lambda: steps.crm_account(deps, plan, customer_id))
-    result = ProvisionResult(
-        "PROVISIONED",
-        plan.ids.opportunity_crm_id,
-        engagement_id=plan.ids.project_id,
-        account_id=plan.ids.account_id,
-        contract_id=plan.ids.contract_id,
-        billing_method=plan.method.value,
-        value=str(plan.value.amount),
-        currency=plan.currency,
-        exchange_rate=None if plan.exchange_rate is None else str(plan.exchange_rate),
-        erp_customer_id=customer_id,
-        customer_reused=bool(customer.get("reused")),
-        customer_matched_by=customer.get("matched_by"),
-        erp_job_id=job_id,
-        erp_contract_id=str(contract["erp_id"]),
-        erp_billing_schedule_id=str(schedule["erp_id"]),
-        psa_project_id=str(psa["psa_id"]),
+    records = steps.ErpRecords(
+        customer=customer,
+        customer_id=customer_id,
+        job_id=job_id,
+        contract_id=str(contract["erp_id"]),
+        schedule_id=str(schedule["erp_id"]),
         project_code=str(job["code"]),
-        run_id=runner.run_id,
+        crm_customer_ref=customer_id,
+        crm_project_ref=job_id,
+        account_changed=customer.get("reused") is False or plan.erp_customer_hint != customer_id,
     )
-
-    async def write_back() -> Mapping[str, Any]:
-        await steps.crm_opportunity(
-            deps,
-            plan,
-            {
-                "ERP_Customer_Id__c": customer_id,
-                "ERP_Project_Id__c": job_id,
-                "Provisioning_Status__c": steps.PROVISIONED,
-            },
-        )
-        return result.to_json()
-
-    await step("crm_opportunity", write_back)
-    await runner.finish()
-    return result
+    return await steps.finish(deps, runner, plan, step, records)
 
 
 async def validate_engagement(

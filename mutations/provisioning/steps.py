@@ -12,7 +12,8 @@ Step keys (``canonical.ids.step_key``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from canonical.entities import Project
@@ -21,7 +22,9 @@ from canonical.errors import GatewayError, UpstreamNotFound
 from canonical.ids import step_key
 from canonical.money import Money
 from mutations.deps import FlowDeps
+from mutations.governance import FlowRunner
 from mutations.identity import ACCOUNT, PROJECT
+from mutations.provisioning.outcomes import ProvisionResult
 from mutations.provisioning.plan import Plan
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp.mapping import billing_schedule_body, customer_body, job_body, project_task_body
@@ -307,3 +310,70 @@ async def crm_opportunity(deps: FlowDeps, plan: Plan, fields: Mapping[str, Any])
     await deps.crm.update(
         "Opportunity", plan.ids.opportunity_crm_id, {"P2C_Id__c": plan.ids.opportunity_id, **fields}
     )
+
+
+Action = Callable[[], Awaitable[Mapping[str, Any]]]
+Step = Callable[[str, Action], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ErpRecords:
+    """What an ERP adapter's steps made: the ERP's own ids for the result, and the references written
+    to the CRM (NetSuite's internal ids as they are; another ERP's prefixed, e.g. ``tryton:12``)."""
+
+    customer: Mapping[str, Any]  # the customer step's result (``reused``, ``matched_by``)
+    customer_id: str
+    job_id: str
+    contract_id: str
+    schedule_id: str
+    project_code: str
+    crm_customer_ref: str
+    crm_project_ref: str
+    account_changed: bool  # the CRM account's ERP reference must be (re)written
+
+
+async def finish(
+    deps: FlowDeps, runner: FlowRunner, plan: Plan, step: Step, erp: ErpRecords
+) -> ProvisionResult:
+    """The steps after the ERP's, the same whichever ERP the entity books in: the PSA project and its
+    assignments, the CRM account and opportunity, then the run's end."""
+    psa = await step("psa_project", lambda: psa_project(deps, plan))
+    await step("psa_tasks", lambda: psa_task_assignments(deps, plan, str(psa["psa_id"])))
+    if erp.account_changed:
+        await step("crm_account", lambda: crm_account(deps, plan, erp.crm_customer_ref))
+    result = ProvisionResult(
+        "PROVISIONED",
+        plan.ids.opportunity_crm_id,
+        engagement_id=plan.ids.project_id,
+        account_id=plan.ids.account_id,
+        contract_id=plan.ids.contract_id,
+        billing_method=plan.method.value,
+        value=str(plan.value.amount),
+        currency=plan.currency,
+        exchange_rate=None if plan.exchange_rate is None else str(plan.exchange_rate),
+        erp_customer_id=erp.customer_id,
+        customer_reused=bool(erp.customer.get("reused")),
+        customer_matched_by=erp.customer.get("matched_by"),
+        erp_job_id=erp.job_id,
+        erp_contract_id=erp.contract_id,
+        erp_billing_schedule_id=erp.schedule_id,
+        psa_project_id=str(psa["psa_id"]),
+        project_code=erp.project_code,
+        run_id=runner.run_id,
+    )
+
+    async def write_back() -> Mapping[str, Any]:
+        await crm_opportunity(
+            deps,
+            plan,
+            {
+                "ERP_Customer_Id__c": erp.crm_customer_ref,
+                "ERP_Project_Id__c": erp.crm_project_ref,
+                "Provisioning_Status__c": PROVISIONED,
+            },
+        )
+        return result.to_json()
+
+    await step("crm_opportunity", write_back)
+    await runner.finish()
+    return result

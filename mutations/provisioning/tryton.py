@@ -147,43 +147,16 @@ async def run(deps: FlowDeps, client: TrytonClient, runner: FlowRunner, plan: Pl
     party_id = str(customer["erp_id"])
     job = await step("job", lambda: project(deps, client, plan, party_id))
     project_id = str(job["erp_id"])
-    psa = await step("psa_project", lambda: steps.psa_project(deps, plan))
-    await step("psa_tasks", lambda: steps.psa_task_assignments(deps, plan, str(psa["psa_id"])))
-    if plan.erp_customer_hint != PREFIX + party_id:
-        await step("crm_account", lambda: steps.crm_account(deps, plan, PREFIX + party_id))
-    result = ProvisionResult(
-        "PROVISIONED",
-        plan.ids.opportunity_crm_id,
-        engagement_id=plan.ids.project_id,
-        account_id=plan.ids.account_id,
-        contract_id=plan.ids.contract_id,
-        billing_method=plan.method.value,
-        value=str(plan.value.amount),
-        currency=plan.currency,
-        exchange_rate=None if plan.exchange_rate is None else str(plan.exchange_rate),
-        erp_customer_id=party_id,
-        customer_reused=bool(customer.get("reused")),
-        customer_matched_by=customer.get("matched_by"),
-        erp_job_id=project_id,
-        erp_contract_id=project_id,
-        erp_billing_schedule_id=project_id,
-        psa_project_id=str(psa["psa_id"]),
+    # Tryton has no contract or billing schedule records: the project carries the invoicing method.
+    records = steps.ErpRecords(
+        customer=customer,
+        customer_id=party_id,
+        job_id=project_id,
+        contract_id=project_id,
+        schedule_id=project_id,
         project_code=str(job["code"]),
-        run_id=runner.run_id,
+        crm_customer_ref=PREFIX + party_id,
+        crm_project_ref=PREFIX + project_id,
+        account_changed=plan.erp_customer_hint != PREFIX + party_id,
     )
-
-    async def write_back() -> Mapping[str, Any]:
-        await steps.crm_opportunity(
-            deps,
-            plan,
-            {
-                "ERP_Customer_Id__c": PREFIX + party_id,
-                "ERP_Project_Id__c": PREFIX + project_id,
-                "Provisioning_Status__c": steps.PROVISIONED,
-            },
-        )
-        return result.to_json()
-
-    await step("crm_opportunity", write_back)
-    await runner.finish()
-    return result
+    return await steps.finish(deps, runner, plan, step, records)
