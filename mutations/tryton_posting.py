@@ -27,7 +27,7 @@ from typing import Any
 
 from canonical.errors import ConfigurationError, Conflict, UpstreamRateLimited, UpstreamUnavailable
 from mutations.deps import FlowDeps
-from mutations.governance import describe_error, jsonable, reason_code
+from mutations.governance import describe_error, reason_code
 from mutations.identity import PROJECT
 from mutations.posting.model import (
     ALREADY_BILLED,
@@ -37,8 +37,8 @@ from mutations.posting.model import (
     Failure,
     PostItem,
 )
-from mutations.posting.post import BatchReport, Completer, Outcome
-from store.repositories import CrossReferenceRepo, ExceptionRepo, RunRepo
+from mutations.posting.post import BatchReport, Completer, Outcome, record_batch
+from store.repositories import CrossReferenceRepo, RunRepo
 from store.repositories.postings import PostingRepo, StepRow
 from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.errors import TrytonRejected
@@ -253,46 +253,5 @@ async def post_to_tryton(
             report.outcomes[item] = Outcome("FAILED", failure=failure)
             steps.append(StepRow(step_key(item.entry_id, item.version), "post", "FAILED",
                                  error=failure.as_error()))
-        await _record(deps, report, released, steps, failures, entity, complete)
+        await record_batch(deps, report, released, steps, failures, lambda _item: entity, complete)
     return report
-
-
-async def _record(
-    deps: FlowDeps,
-    report: BatchReport,
-    released: dict[str, Any],
-    steps: list[StepRow],
-    failures: dict[PostItem, Failure],
-    entity: str | None,
-    complete: Completer | None,
-) -> None:
-    async with deps.sessionmaker.begin() as session:
-        ledger = PostingRepo(session, clock=deps.clock)
-        await ledger.record_steps(report.run_id, list({s.key: s for s in steps}.values()))
-        await ledger.release_heads(released)
-        exceptions = ExceptionRepo(session, clock=deps.clock)
-        for item, failure in failures.items():
-            opened = await exceptions.open(
-                flow=item.spec.kind,
-                reason_code=failure.reason,
-                payload={**item.payload(), "fix": failure.fix, "message": failure.message},
-                upstream_error=jsonable(failure.as_error()),
-                step=item.key,
-                run_id=report.run_id,
-                subject=item.spec.subject(item.entry_id),
-                correlation_id=item.correlation_id,
-                legal_entity=entity,
-            )
-            report.outcomes[item].exception_id = opened.id
-        ok = [i for i, o in report.outcomes.items() if o.status not in ("FAILED", "RETRY", "BUSY")]
-        active = await ledger.active_exceptions(POST_TIME, [i.spec.subject(i.entry_id) for i in ok])
-        for ids in active.values():
-            for exception_id in ids:
-                await exceptions.mark_resolved(exception_id, f"posted to Tryton by run {report.run_id}")
-        await RunRepo(session, clock=deps.clock).finish(report.run_id, "FAILED" if failures else "SUCCEEDED")
-        done = [i for i, o in report.outcomes.items() if o.status not in ("RETRY", "BUSY", "FAILED")]
-        finished = [i.job_id for i in done]
-        if complete is not None:
-            kept = await complete(session, [j for j in finished if j is not None])
-            for item, outcome in report.outcomes.items():
-                outcome.completed = item.job_id in kept

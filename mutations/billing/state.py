@@ -12,6 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from canonical.entities import Invoice
 from canonical.money import Money
 from mutations.billing import events as ev
 from subgraphs.erp.mapping import invoice_from_record
@@ -43,11 +44,15 @@ def money(amount: Decimal | None, currency: str) -> ev.MoneyDict:
 
 
 def invoice_state(row: Record, reference: Reference, previous: str | None, today: date) -> ev.InvoiceState:
-    invoice = invoice_from_record(row, reference)
+    return state_of(invoice_from_record(row, reference), str(row["id"]), previous, today)
+
+
+def state_of(invoice: Invoice, erp_id: str, previous: str | None, today: date) -> ev.InvoiceState:
+    """An invoice's event state, whichever ERP it was read from."""
     overdue = invoice.days_past_due(today) if invoice.amount_remaining.amount > 0 else 0
     return {
         "id": invoice.id,
-        "erpId": str(row["id"]),
+        "erpId": erp_id,
         "number": invoice.number,
         "status": invoice.status.value,
         "previousStatus": previous,

@@ -23,7 +23,7 @@ from canonical import analytics
 from canonical.entities import Invoice
 from mutations.billing import events as ev
 from mutations.billing.intake import CRM_WRITEBACK, Recorded, _Round
-from mutations.billing.state import digest, money
+from mutations.billing.state import digest, money, state_of
 from mutations.deps import FlowDeps
 from mutations.intake import format_stamp
 from mutations.pollers import DEFAULT_LAG, PollResult
@@ -40,20 +40,7 @@ LINE_FIELDS = ("date", "debit", "credit", "amount_second_currency", "move.number
 
 
 def invoice_state(invoice: Invoice, previous: str | None, today: date) -> ev.InvoiceState:
-    overdue = invoice.days_past_due(today) if invoice.amount_remaining.amount > 0 else 0
-    return {
-        "id": invoice.id,
-        "erpId": str(invoice.erp_id),
-        "number": invoice.number,
-        "status": invoice.status.value,
-        "previousStatus": previous,
-        "total": money(invoice.total.amount, invoice.currency),
-        "amountPaid": money(invoice.amount_paid.amount, invoice.currency),
-        "amountRemaining": money(invoice.amount_remaining.amount, invoice.currency),
-        "tranDate": invoice.tran_date.isoformat(),
-        "dueDate": invoice.due_date.isoformat(),
-        "daysOverdue": max(0, overdue),
-    }
+    return state_of(invoice, str(invoice.erp_id), previous, today)
 
 
 def fingerprint(invoice: Invoice) -> str:

@@ -228,6 +228,20 @@ async def _record(
     failures = {i: o.failure for i, o in report.outcomes.items() if o.status == "FAILED" and o.failure}
     for item, failure in failures.items():
         steps.append(StepRow(item.key, "post", "FAILED", error=failure.as_error()))
+    await record_batch(deps, report, released, steps, failures, report.legal_entities.get, complete)
+
+
+async def record_batch(
+    deps: FlowDeps,
+    report: BatchReport,
+    released: dict[str, Any],
+    steps: list[StepRow],
+    failures: dict[PostItem, Failure],
+    entity_of: Callable[[PostItem], str | None],
+    complete: Completer | None,
+) -> None:
+    """A batch's outcome in one unit of work, whichever ERP it went to: its steps and released heads,
+    an exception per failure, the exceptions its posts resolve, the run's end, the work items done."""
     async with deps.sessionmaker.begin() as session:
         ledger = PostingRepo(session, clock=deps.clock)
         await ledger.record_steps(report.run_id, _unique(steps))
@@ -243,7 +257,7 @@ async def _record(
                 run_id=report.run_id,
                 subject=item.spec.subject(item.entry_id),
                 correlation_id=item.correlation_id,
-                legal_entity=report.legal_entities.get(item),
+                legal_entity=entity_of(item),
             )
             report.outcomes[item].exception_id = opened.id
         ok = [i for i, o in report.outcomes.items() if o.status not in ("FAILED", "RETRY", "BUSY")]
