@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +19,9 @@ from starlette.routing import Route
 
 from gateway.settings import Settings, load_settings
 from gateway.types import SYSTEMS
+from store.db import make_engine, make_sessionmaker
+
+Sessions = async_sessionmaker[AsyncSession]
 
 
 @asynccontextmanager
@@ -30,6 +34,16 @@ async def started(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 Serve = Callable[[Starlette], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def sessions(scratch_database_url: str) -> AsyncIterator[Sessions]:
+    """A sessionmaker over a private, migrated database where commits are real (workers, claimers)."""
+    engine = make_engine(scratch_database_url)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ CRM sandbox, its signed webhook delivered in-process to the gateway, the worker 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,15 +34,6 @@ from tests.gateway.conftest import Serve
 from tests.gateway.test_webhooks import with_webhooks
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-async def sessions(scratch_database_url: str) -> AsyncIterator[Sessions]:
-    engine = make_engine(scratch_database_url)
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 async def enqueue(sessions: Sessions, *opportunities: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from typer.testing import CliRunner
 from gateway.cli import worker as worker_cli
 from gateway.worker import Job, Worker
 from gateway.worker_prune import DonePruner
-from store.db import make_engine, make_sessionmaker
 from store.migrate import upgrade_to_head
 from store.models import WorkItem
 from store.repositories import WorkQueueRepo
@@ -30,15 +28,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-async def sessions(scratch_database_url: str) -> AsyncIterator[Sessions]:
-    engine = make_engine(scratch_database_url)
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 async def remaining(sessions: Sessions) -> dict[str, str]:

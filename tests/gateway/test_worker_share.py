@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +18,6 @@ from gateway.cli import worker as worker_cli
 from gateway.worker import POSTING_KINDS, BatchHandler, Job, Worker
 from gateway.worker_batch import Completer
 from gateway.worker_share import SharedCap, concurrency_limit, split
-from store.db import make_engine, make_sessionmaker
 from store.migrate import upgrade_to_head
 from store.models import utcnow
 from store.repositories import WorkQueueRepo
@@ -26,15 +25,6 @@ from subgraphs.common.transport import ConcurrencyLimit, RetryPolicy, build_tran
 
 Sessions = async_sessionmaker[AsyncSession]
 URL = "https://erp.example/x"
-
-
-@pytest.fixture
-async def sessions(scratch_database_url: str) -> AsyncIterator[Sessions]:
-    engine = make_engine(scratch_database_url)
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 # -- the split ----------------------------------------------------------------------------------------
