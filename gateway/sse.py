@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -194,46 +194,65 @@ def sse_endpoint(view: GraphQLView) -> Callable[[Request], Any]:
     return stream
 
 
+class _KeepAlive:
+    """What ``_paced`` yields when nothing came within ``KEEPALIVE_S``."""
+
+
+KEEPALIVE: Any = _KeepAlive()
+
+
+async def _paced(items: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+    """``items`` as they come, and ``KEEPALIVE`` after each ``KEEPALIVE_S`` without one. The wait for
+    the next item survives keep-alives (it is not restarted), and is cancelled when the stream ends."""
+    pending: asyncio.Task[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(items))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+            if not done:
+                yield KEEPALIVE
+                continue
+            task, pending = pending, None
+            try:
+                item = task.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+
+
 async def _shared_events(
     join: Callable[[], tuple[AsyncIterator[Frame], Callable[[], None]]], queue_size: int
 ) -> AsyncIterator[str]:
     """The SSE lines of one member of a subscription group: the shared JSON of each frame."""
     from gateway.ws import too_slow_body
 
-    pending: asyncio.Task[Frame] | None = None
     frames, leave = join()
     try:
         yield ": stream open\n\n"
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(frames))
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
-            if not done:
-                yield ": keep-alive\n\n"
-                continue
-            task, pending = pending, None
-            try:
-                frame = task.result()
-            except StopAsyncIteration:
-                break
-            if frame.kind == "next":
-                yield _raw_event("next", frame.text, frame.event_id)
-                if frame.final:
+        async with contextlib.aclosing(_paced(frames)) as paced:
+            async for frame in paced:
+                if frame is KEEPALIVE:
+                    yield ": keep-alive\n\n"
+                elif frame.kind == "next":
+                    yield _raw_event("next", frame.text, frame.event_id)
+                    if frame.final:
+                        break
+                elif frame.kind == "error":  # the operation did not validate
+                    yield _event("next", {"data": None, "errors": frame.body})
                     break
-            elif frame.kind == "error":  # the operation did not validate
-                yield _event("next", {"data": None, "errors": frame.body})
-                break
-            elif frame.kind == "overflow":
-                yield _event("next", too_slow_body(queue_size))
-                break
-            else:
-                break
+                elif frame.kind == "overflow":
+                    yield _event("next", too_slow_body(queue_size))
+                    break
+                else:
+                    break
         yield _event("complete", None)
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
         with contextlib.suppress(Exception):
             await frames.aclose()  # type: ignore[attr-defined]
         leave()  # also when the frames never started (aclose does not run their finally then)
@@ -243,32 +262,19 @@ async def _events(
     view: GraphQLView, request: Request, results: Any, feed: ConnectionFeed
 ) -> AsyncIterator[str]:
     """The SSE lines of one subscription: each result as ``next``, keep-alives between, ``complete``."""
-    iterator = aiter(results)
-    pending: asyncio.Task[Any] | None = None
     try:
         yield ": stream open\n\n"
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
-            if not done:
-                yield ": keep-alive\n\n"
-                continue
-            task, pending = pending, None
-            try:
-                result = task.result()
-            except StopAsyncIteration:
-                break
-            body = await view.process_result(request, result)  # codes errors like /graphql does
-            yield _event("next", body, feed.last_delivered if not result.errors else None)
-            if result.errors and result.data is None:
-                break
+        async with contextlib.aclosing(_paced(aiter(results))) as paced:
+            async for result in paced:
+                if result is KEEPALIVE:
+                    yield ": keep-alive\n\n"
+                    continue
+                body = await view.process_result(request, result)  # codes errors like /graphql does
+                yield _event("next", body, feed.last_delivered if not result.errors else None)
+                if result.errors and result.data is None:
+                    break
         yield _event("complete", None)
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
         with contextlib.suppress(Exception):
             await results.aclose()
 
