@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from canonical.errors import Conflict, UpstreamRateLimited, UpstreamUnavailable
 from mutations.deps import FlowDeps
-from mutations.governance import describe_error, jsonable, reason_code
+from mutations.governance import CORRELATION_ID, describe_error, jsonable, reason_code
 from mutations.posting.enrich import Enriched, enrich
 from mutations.posting.model import MAX_ATTEMPTS, POST_TIME, Failure, Plan, PostItem, Write
 from mutations.posting.plan import live, plan_approved, plan_unapproved, stale
@@ -45,6 +46,9 @@ from subgraphs.erp.errors import ErpRejected
 from subgraphs.erp.wire import Record
 
 BATCH_FLOW = "post_time_batch"
+# A batch is a span ``flow post_time_batch``; each ERP write in it a child ``step <name>`` carrying the
+# entry's correlation id, over the upstream call's own span (as FlowRunner's runs and steps are).
+_tracer = trace.get_tracer("p2c.flows")
 Completer = Callable[[AsyncSession, Sequence[int]], Awaitable[set[int]]]
 
 
@@ -120,11 +124,16 @@ async def post_items(
         report.outcomes[item] = Outcome("BUSY", error=error)
     mine = [i for i in work if i.spec.head(i.entry_id) in heads]
     plans: dict[PostItem, Plan] = {}
-    try:
-        plans = await _plan(deps, mine, heads, caches, report)
-        await _execute(deps, plans, report)
-    finally:
-        await _record(deps, report, plans, heads, mine, complete)
+    attributes: dict[str, str | int] = {"p2c.run_id": run.id, "p2c.items": len(items)}
+    with _tracer.start_as_current_span(f"flow {BATCH_FLOW}", attributes=attributes) as span:
+        try:
+            plans = await _plan(deps, mine, heads, caches, report)
+            await _execute(deps, plans, report)
+        finally:
+            await _record(deps, report, plans, heads, mine, complete)
+        failed = sum(1 for o in report.outcomes.values() if o.status == "FAILED")
+        span.set_attribute("p2c.outcome", "FAILED" if failed else "SUCCEEDED")
+        span.set_attribute("p2c.failed", failed)
     return report
 
 
@@ -172,14 +181,18 @@ async def _plan(
 async def _execute(deps: FlowDeps, plans: dict[PostItem, Plan], report: BatchReport) -> None:
     limit = asyncio.Semaphore(max(1, deps.erp.config.max_concurrency))
 
-    async def write(w: Write) -> str:
+    async def write(w: Write, correlation_id: str | None) -> str:
         async with limit:
-            return await deps.erp.upsert(w.record, w.external_id, dict(w.body))
+            attributes = {"p2c.step_key": w.step}
+            if correlation_id:
+                attributes[CORRELATION_ID] = correlation_id
+            with _tracer.start_as_current_span(f"step {w.name}", attributes=attributes):
+                return await deps.erp.upsert(w.record, w.external_id, dict(w.body))
 
     async def one(plan: Plan) -> None:
         for w in plan.writes:
             try:
-                plan.done[w.step] = await write(w)
+                plan.done[w.step] = await write(w, plan.item.correlation_id)
             except Exception as exc:
                 _failed_write(deps, plan, w, exc, report)
                 return
