@@ -7,10 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 P2C = Path(sys.executable).with_name("p2c")
-pytestmark = pytest.mark.skipif(not P2C.exists(), reason="console script not installed (pip install -e .)")
 
 
 def p2c(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
