@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -33,6 +33,9 @@ from subgraphs.erp.sandbox import create_app as erp_app
 from subgraphs.psa.client import PsaClient
 from subgraphs.psa.config import PsaConfig
 from subgraphs.psa.sandbox import create_app as psa_app
+
+if TYPE_CHECKING:
+    from tests.mutations.posting_support import Posting
 
 FLOW_SEED = 7
 FLOW_ACCOUNTS = 30
@@ -142,3 +145,19 @@ async def flow(flow_firm: Firm, sessionmaker: async_sessionmaker[AsyncSession]) 
     built = await make_flow(build_apps(), flow_firm, sessionmaker)
     yield built
     await close_flow(built)
+
+
+@pytest.fixture
+async def posting(flow: Flow) -> AsyncIterator[Posting]:
+    """Time posting on ``flow``: projects linked, caches that never serve a stale value, and our clock an
+    hour ahead of the PSA sandbox's, so the pollers' cursors are never capped behind it."""
+    import dataclasses
+
+    from mutations.time_posting import PostingCaches
+    from tests.mutations.posting_support import Posting, link_projects  # it imports this module
+
+    await link_projects(flow)
+    made = Posting(flow, PostingCaches(ttl_s=0))
+    later = await made.psa_now() + timedelta(hours=1)
+    flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
+    yield made

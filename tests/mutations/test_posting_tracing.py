@@ -3,29 +3,14 @@ entry's correlation id (the gateway's ObservedTransport hangs each upstream call
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
-
-import pytest
 
 from mutations.governance import CORRELATION_ID
 from mutations.posting.post import BATCH_FLOW
-from mutations.time_posting import PostingCaches
 from tests.gateway.test_tracing import attr, named, parent_id, spans
-from tests.mutations.conftest import Flow
-from tests.mutations.posting_support import Posting, link_projects
+from tests.mutations.posting_support import Posting
 
 __all__ = ["spans"]  # the in-memory exporter fixture, shared with the gateway's tracing tests
-
-
-@pytest.fixture
-async def posting(flow: Flow) -> AsyncIterator[Posting]:
-    await link_projects(flow)
-    made = Posting(flow, PostingCaches(ttl_s=0))
-    later = await made.psa_now() + timedelta(hours=1)
-    flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
-    yield made
 
 
 async def test_a_posting_batch_is_a_flow_span_with_a_step_span_per_erp_write(

@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from mutations.replay import (
 from store.models import AuditEntry
 from store.repositories import AuditRepo, ExceptionRepo
 from tests.mutations.conftest import Flow
-from tests.mutations.posting_support import Posting, link_projects, mapping_with, with_mapping
+from tests.mutations.posting_support import Posting, mapping_with, with_mapping
 from tests.mutations.test_provision_scenarios import TM, provision, win
 
 FINANCE_US = Principal(
@@ -222,17 +220,6 @@ def test_handler_modules_cover_every_registered_flow_in_a_fresh_interpreter() ->
         "release_milestone": "mutations.posting.milestones",
     }
     assert set(HANDLER_MODULES) >= {"post_time", "post_expense", "release_milestone"}
-
-
-@pytest.fixture
-async def posting(flow: Flow) -> AsyncIterator[Posting]:
-    from mutations.time_posting import PostingCaches
-
-    await link_projects(flow)
-    made = Posting(flow, PostingCaches(ttl_s=0))
-    later = await made.psa_now() + timedelta(hours=1)
-    flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
-    yield made
 
 
 async def test_a_time_posting_exception_is_replayed_where_time_posting_was_never_imported(

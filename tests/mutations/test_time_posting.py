@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -14,21 +12,11 @@ from canonical.errors import Conflict
 from mutations.intake import format_stamp
 from mutations.posting.intake import TIME_CURSOR
 from mutations.replay import replay_exception
-from mutations.time_posting import POST_TIME, PostingCaches
+from mutations.time_posting import POST_TIME
 from store.models import WorkItem
 from store.repositories import CursorRepo, ExceptionRepo, RunRepo
-from tests.mutations.conftest import ADMIN, Flow
-from tests.mutations.posting_support import Posting, link_projects, mapping_with, with_mapping
-
-
-@pytest.fixture
-async def posting(flow: Flow) -> AsyncIterator[Posting]:
-    await link_projects(flow)
-    made = Posting(flow, PostingCaches(ttl_s=0))
-    # Our clock an hour ahead of the PSA sandbox's: the pollers' cursors are never capped behind it.
-    later = await made.psa_now() + timedelta(hours=1)
-    flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
-    yield made
+from tests.mutations.conftest import ADMIN
+from tests.mutations.posting_support import Posting, mapping_with, with_mapping
 
 
 async def exceptions(p: Posting, flow: str = POST_TIME) -> list[tuple[str, str, str]]:
