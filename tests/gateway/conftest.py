@@ -37,6 +37,21 @@ Serve = Callable[[Starlette], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two attempts per upstream call with a millisecond's backoff: faults show up at once."""
+    for system in ("CRM", "ERP", "PSA"):
+        monkeypatch.setenv(f"P2C_{system}__RETRY__ATTEMPTS", "2")
+        monkeypatch.setenv(f"P2C_{system}__RETRY__BACKOFF_INITIAL_S", "0.001")
+
+
+@pytest.fixture
+async def client(app: Starlette, serve: Serve) -> AsyncIterator[httpx.AsyncClient]:
+    """The module's ``app`` started, behind an in-process client."""
+    async with serve(app) as client:
+        yield client
+
+
+@pytest.fixture
 async def sessions(scratch_database_url: str) -> AsyncIterator[Sessions]:
     """A sessionmaker over a private, migrated database where commits are real (workers, claimers)."""
     engine = make_engine(scratch_database_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -29,7 +29,8 @@ from mutations.deps import FlowDeps
 from subgraphs.crm.client import CrmClient
 from subgraphs.psa.client import PsaClient
 from tests.gateway.conftest import started
-from tests.gateway.test_graphql_endpoint import assert_clean, bearer, token_for
+from tests.gateway.test_graphql_endpoint import assert_clean, token_for
+from tests.gateway.test_tracing import admin
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette would rather have httpx2 behind its TestClient
@@ -73,27 +74,9 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    for system in ("CRM", "ERP", "PSA"):
-        monkeypatch.setenv(f"P2C_{system}__RETRY__ATTEMPTS", "2")
-        monkeypatch.setenv(f"P2C_{system}__RETRY__BACKOFF_INITIAL_S", "0.001")
-
-
-@pytest.fixture
 async def app(scratch_database_url: str, fast_retries: None) -> Starlette:
     # SQLite and PostgreSQL: the store-derived figures are SQL of their own.
     return create_app(load_settings(database_url=scratch_database_url, demo_accounts=5))
-
-
-@pytest.fixture
-async def client(app: Starlette, serve: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(app) as client:
-        yield client
-
-
-def admin(app: Starlette) -> dict[str, str]:
-    settings: Settings = app.state.settings
-    return bearer(token_for(settings, roles=(Role.INTEGRATION_ADMIN,)))
 
 
 async def sandbox_requests(client: httpx.AsyncClient, system: str) -> int:

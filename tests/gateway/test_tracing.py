@@ -8,7 +8,7 @@ and the transport's tracers off again afterwards, so later tests create no opera
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -103,21 +103,8 @@ def parent_id(span: ReadableSpan) -> int | None:
 
 
 @pytest.fixture
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    for system in ("CRM", "ERP", "PSA"):
-        monkeypatch.setenv(f"P2C_{system}__RETRY__ATTEMPTS", "2")
-        monkeypatch.setenv(f"P2C_{system}__RETRY__BACKOFF_INITIAL_S", "0.001")
-
-
-@pytest.fixture
 async def app(sqlite_url: str, fast_retries: None) -> Starlette:
     return create_app(load_settings(database_url=sqlite_url, demo_accounts=5))
-
-
-@pytest.fixture
-async def client(app: Starlette, serve: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(app) as client:
-        yield client
 
 
 def admin(app: Starlette) -> dict[str, str]:
