@@ -123,19 +123,27 @@ async def _post_one(
     older = [ln for ln in lines if ln not in mine]
     billed = [ln for ln in older if ln.get("invoice_line")]
     if billed:
-        raise _Refusal(_refused(
-            ALREADY_BILLED,
-            f"PSA entry {entry_id}: Tryton timesheet line {billed[0]['id']} is already invoiced",
-            "credit the invoice in Tryton (or leave the entry as billed), then replay",
-            line=billed[0]["id"],
-        ))
+        raise _Refusal(
+            _refused(
+                ALREADY_BILLED,
+                f"PSA entry {entry_id}: Tryton timesheet line {billed[0]['id']} is already invoiced",
+                "credit the invoice in Tryton (or leave the entry as billed), then replay",
+                line=billed[0]["id"],
+            )
+        )
     steps: list[StepRow] = []
     if older:
         await client.delete("timesheet.line", [int(ln["id"]) for ln in older])
         for ln in older:
             old_ref = str(ln["description"]).split(" ", 1)[0]
-            steps.append(StepRow(f"tryton:timesheet:{old_ref[4:]}:reversal", "reverse", "SUCCEEDED",
-                                 {"erp_id": str(ln["id"]), "deleted": True}))
+            steps.append(
+                StepRow(
+                    f"tryton:timesheet:{old_ref[4:]}:reversal",
+                    "reverse",
+                    "SUCCEEDED",
+                    {"erp_id": str(ln["id"]), "deleted": True},
+                )
+            )
     hours = Decimal(str(item.entry.get("hours") or 0))
     if not item.approved or hours <= 0:
         for ln in mine:  # a version that is no longer approved leaves nothing behind either
@@ -151,24 +159,34 @@ async def _post_one(
         email = (batch.emails or {}).get(user, "")
         employee = (await client.employees()).get(email)
         if employee is None:
-            raise _Refusal(_refused(
-                MAPPING_MISSING,
-                f"PSA user {user} ({email or 'no e-mail'}) has no Tryton employee",
-                "create the employee in Tryton with the person's e-mail as its party code, then replay",
-                table="employees", key=email,
-            ))
+            raise _Refusal(
+                _refused(
+                    MAPPING_MISSING,
+                    f"PSA user {user} ({email or 'no e-mail'}) has no Tryton employee",
+                    "create the employee in Tryton with the person's e-mail as its party code, then replay",
+                    table="employees",
+                    key=email,
+                )
+            )
         work = batch.work_for(project, (item.entry.get("task") or {}).get("name"))
         if work is None:
-            raise _Refusal(_refused(
-                "UNKNOWN_PROJECT", f"Tryton project {project} has no timesheet work",
-                "make the project (or the task) available for timesheets in Tryton, then replay",
-            ))
+            raise _Refusal(
+                _refused(
+                    "UNKNOWN_PROJECT",
+                    f"Tryton project {project} has no timesheet work",
+                    "make the project (or the task) available for timesheets in Tryton, then replay",
+                )
+            )
         spent = date.fromisoformat(str(item.entry["spent_date"]))
-        values = timesheet_values(work, employee, spent, hours, entry_id, item.version,
-                                  str(item.entry.get("notes") or ""))
+        values = timesheet_values(
+            work, employee, spent, hours, entry_id, item.version, str(item.entry.get("notes") or "")
+        )
         (line_id,) = await client.create("timesheet.line", [values])
-    steps.append(StepRow(step_key(entry_id, item.version), "post", "SUCCEEDED",
-                         {"erp_id": str(line_id), "reference": ref}))
+    steps.append(
+        StepRow(
+            step_key(entry_id, item.version), "post", "SUCCEEDED", {"erp_id": str(line_id), "reference": ref}
+        )
+    )
     outcome = "CORRECTED" if older else "POSTED"
     return outcome, {"version": item.version, "live": ref, "erp_id": str(line_id), "erp": SYSTEM}, steps
 
@@ -212,8 +230,10 @@ async def post_to_tryton(
     mine = [i for i in newest.values() if i.spec.head(i.entry_id) in heads]
     for item in newest.values():
         if item not in mine:
-            report.outcomes[item] = Outcome("BUSY", error=Conflict(
-                f"entry {item.entry_id} is being posted by another worker", subject=item.key))
+            report.outcomes[item] = Outcome(
+                "BUSY",
+                error=Conflict(f"entry {item.entry_id} is being posted by another worker", subject=item.key),
+            )
     released: dict[str, Any] = {}
     steps: list[StepRow] = []
     failures: dict[PostItem, Failure] = {}
@@ -234,7 +254,9 @@ async def post_to_tryton(
                 continue
             except TrytonRejected as exc:
                 failures[item] = Failure(
-                    exc.reason, str(exc), f"Tryton refused the line ({exc.reason}): fix it, then replay",
+                    exc.reason,
+                    str(exc),
+                    f"Tryton refused the line ({exc.reason}): fix it, then replay",
                     {"step": step_key(item.entry_id, item.version), **describe_error(exc)},
                 )
                 continue
@@ -242,8 +264,9 @@ async def post_to_tryton(
                 if item.job_id is not None and item.attempts < MAX_ATTEMPTS:
                     report.outcomes[item] = Outcome("RETRY", error=exc)
                 else:
-                    failures[item] = Failure(reason_code(exc), str(exc), "replay once Tryton answers",
-                                             describe_error(exc))
+                    failures[item] = Failure(
+                        reason_code(exc), str(exc), "replay once Tryton answers", describe_error(exc)
+                    )
                 continue
             steps.extend(written)
             released[key] = new_head
@@ -251,7 +274,8 @@ async def post_to_tryton(
     finally:
         for item, failure in failures.items():
             report.outcomes[item] = Outcome("FAILED", failure=failure)
-            steps.append(StepRow(step_key(item.entry_id, item.version), "post", "FAILED",
-                                 error=failure.as_error()))
+            steps.append(
+                StepRow(step_key(item.entry_id, item.version), "post", "FAILED", error=failure.as_error())
+            )
         await record_batch(deps, report, released, steps, failures, lambda _item: entity, complete)
     return report

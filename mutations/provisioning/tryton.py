@@ -102,17 +102,27 @@ async def _product(
 async def project(deps: FlowDeps, client: TrytonClient, plan: Plan, party_id: str) -> Mapping[str, Any]:
     code = steps.project_code(plan)
     existing = await client.search_read(
-        "project.work", [["comment", "=", reference(plan.ids.project_id)], ["type", "=", "project"]],
-        ["children"], limit=1,
+        "project.work",
+        [["comment", "=", reference(plan.ids.project_id)], ["type", "=", "project"]],
+        ["children"],
+        limit=1,
     )
     if existing:
         project_id = int(existing[0]["id"])
     else:
         canonical = Project(
-            id=plan.ids.project_id, name=plan.name, account_id=plan.ids.account_id, code=code,
-            business_line=plan.business_line.name, legal_entity=plan.legal_entity.code,
-            billing_method=plan.method, status=ProjectStatus.ACTIVE, start_date=plan.start,
-            end_date=plan.end, budget=plan.value, manager=plan.project_manager,
+            id=plan.ids.project_id,
+            name=plan.name,
+            account_id=plan.ids.account_id,
+            code=code,
+            business_line=plan.business_line.name,
+            legal_entity=plan.legal_entity.code,
+            billing_method=plan.method,
+            status=ProjectStatus.ACTIVE,
+            start_date=plan.start,
+            end_date=plan.end,
+            budget=plan.value,
+            manager=plan.project_manager,
         )
         product, price = await _product(client, plan, deps, None)
         effort: timedelta | None = None
@@ -123,12 +133,22 @@ async def project(deps: FlowDeps, client: TrytonClient, plan: Plan, party_id: st
         tasks = []
         for task in plan.tasks:
             task_product, task_price = await _product(client, plan, deps, task.labour_category)
-            tasks.append(task_values(task.name, task.id, task_product, task_price,
-                                     start=plan.start, end=plan.end))
+            tasks.append(
+                task_values(task.name, task.id, task_product, task_price, start=plan.start, end=plan.end)
+            )
         for m in plan.milestones:  # progress invoicing: each milestone is a task worth its amount
             hours = (m.amount.amount / price) if m.amount is not None and price else Decimal(0)
-            tasks.append(task_values(m.name, m.id, product, price, start=plan.start, end=plan.end,
-                                     effort=timedelta(hours=float(hours))))
+            tasks.append(
+                task_values(
+                    m.name,
+                    m.id,
+                    product,
+                    price,
+                    start=plan.start,
+                    end=plan.end,
+                    effort=timedelta(hours=float(hours)),
+                )
+            )
         values = project_values(canonical, int(party_id), product, price, tasks, effort=effort)
         (project_id,) = await client.create("project.work", [values])
     (row,) = await client.read("project.work", [project_id], ["children.name", "children.timesheet_works"])
