@@ -32,14 +32,7 @@ def merge(reports: list[ReconciliationReport]) -> ReconciliationReport:
     for report in reports:
         merged.mismatches.extend(report.mismatches)
         for key, s in report.summaries.items():
-            into = merged.summaries.setdefault(key, CheckSummary(s.check, s.source, s.target))
-            into.source_records += s.source_records
-            into.target_records += s.target_records
-            into.add_total("source", s.source_total, s.unit or "")
-            into.add_total("target", s.target_total, s.unit or "")
-            into.mismatches += s.mismatches
-            into.not_yet_synced += s.not_yet_synced
-            into.untracked += s.untracked
+            merged.summaries.setdefault(key, CheckSummary(s.check, s.source, s.target)).absorb(s)
     return merged
 
 
@@ -76,6 +69,8 @@ class ReconciliationQuery:
                 period_start=filter.period_from,
                 period_end=filter.period_to,
                 as_of=filter.as_of or ctx.as_of,
+                tryton=ctx.tryton,  # an entity booked in Tryton is read there (issue 9)
+                erp_by_entity=ctx.erp_by_entity,
             )
             for entity in entities
         ]

@@ -52,8 +52,8 @@ CSV_COLUMNS = (
 async def reconcile_from_settings(
     settings: Settings, *, legal_entity: str | None, period_start: date, period_end: date, as_of: date | None
 ) -> ReconciliationReport:
-    """Build the three connectors and the store from ``settings`` (as ``p2c backfill`` does), reconcile,
-    close everything."""
+    """Build the connectors (Tryton's too when an entity books there) and the store from ``settings`` (as
+    ``p2c backfill`` does), reconcile, close everything."""
     async with connected_systems(settings) as systems:
         return await reconcile(
             crm=systems.crm,
@@ -64,6 +64,8 @@ async def reconcile_from_settings(
             period_start=period_start,
             period_end=period_end,
             as_of=as_of,
+            tryton=systems.tryton,  # None unless an entity books in Tryton (P2C_LEGAL_ENTITIES__*__ERP)
+            erp_by_entity=systems.erp_by_entity,
         )
 
 

@@ -14,6 +14,9 @@ Four checks (``model`` lists the categories; ``work`` and ``money`` how records 
    ``Account.Billed_To_Date__c``;
 4. receivables — ERP amount remaining ↔ ``Account.Open_Receivables__c``.
 
+Either ERP: a legal entity booked in Tryton is read from Tryton (``tryton``) in the same record shapes
+(``model``), each ERP checked against its own records only; with no entity, both ERPs and both halves.
+
 Reads only, in bulk (``read``): a handful of paged requests per system whatever the firm's size, never one
 per record; nothing is written anywhere. What "clean" means: every record the gateway is answerable for
 agrees. Records it has not been handed yet (an ERP change its poller has not seen, CRM billing fields never
@@ -23,6 +26,7 @@ written back, deals won before go-live that never got a job) are counted beside 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +44,7 @@ from mutations.reconciliation.read import read_snapshot
 from mutations.reconciliation.work import Scope, check_engagements, check_hours
 from subgraphs.crm.client import CrmClient
 from subgraphs.erp.client import ErpClient
+from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.psa.client import PsaClient
 
 MAX_PERIOD_DAYS = 366
@@ -64,15 +69,19 @@ async def reconcile(
     period_start: date,
     period_end: date,
     as_of: date | None = None,
+    tryton: TrytonClient | None = None,
+    erp_by_entity: Mapping[str, str] | None = None,
 ) -> ReconciliationReport:
     """Compare the three systems for ``legal_entity`` (None: every entity) over the period, both ends
     inclusive. ``as_of`` (default today) is the date the point-in-time account figures are computed at.
+    ``erp_by_entity`` (``FlowDeps.erp_by_entity``) names the entities booked in Tryton, read through
+    ``tryton``; every other entity is NetSuite's.
 
-    Raises ``ValidationFailed`` for a bad period, the connector's ``UpstreamError`` when a system cannot
-    be read."""
+    Raises ``ValidationFailed`` for a bad period, ``ConfigurationError`` for a Tryton entity without a
+    Tryton connector, the connector's ``UpstreamError`` when a system cannot be read."""
     validate_period(period_start, period_end)
     as_of = as_of or date.today()
-    snap = await read_snapshot(
+    snapshots = await read_snapshot(
         crm=crm,
         psa=psa,
         erp=erp,
@@ -81,16 +90,29 @@ async def reconcile(
         period_start=period_start,
         period_end=period_end,
         as_of=as_of,
+        tryton=tryton,
+        erp_by_entity=erp_by_entity,
     )
-    scope = Scope(snap, legal_entity)
     report = ReconciliationReport(legal_entity, period_start, period_end, as_of)
-    engagements, found_e = check_engagements(scope)
-    hours, found_h = check_hours(scope)
-    invoices, found_i, pending = check_invoices(scope)
-    receivables, found_r = check_receivables(scope, pending)
-    for summary in (engagements, hours, invoices, receivables):
-        report.summaries[summary.check] = summary
-    report.mismatches = [*found_e, *found_h, *found_i, *found_r]
+    found: dict[str, list[Mismatch]] = {check: [] for check in CHECKS}
+    for snap in snapshots:  # one per ERP; each answers for its own entities only
+        scope = Scope(snap, legal_entity)
+        engagements, found_e = check_engagements(scope)
+        hours, found_h = check_hours(scope)
+        invoices, found_i, pending = check_invoices(scope)
+        receivables, found_r = check_receivables(scope, pending)
+        for summary, mismatches in (
+            (engagements, found_e),
+            (hours, found_h),
+            (invoices, found_i),
+            (receivables, found_r),
+        ):
+            if summary.check in report.summaries:
+                report.summaries[summary.check].absorb(summary)
+            else:
+                report.summaries[summary.check] = summary
+            found[summary.check].extend(mismatches)
+    report.mismatches = [m for check in CHECKS for m in found[check]]
     return report
 
 

@@ -17,7 +17,28 @@ Categories (``Mismatch.category``), grouped by the check (``Mismatch.check``) th
 ``NOT_YET_SYNCED`` is not a mismatch: a count per check of records the gateway has not been asked to carry
 yet (an ERP invoice its billing poller has never seen; CRM billing fields never written back). Likewise
 ``untracked``: won deals that closed before the gateway went live and never got an ERP job — the firm's
-history, not a gateway failure. Both are reported beside the mismatches, never hidden.
+history, not a gateway failure. Both are reported beside the mismatches, never hidden. A record that
+another ERP issued before the entity moved to this one (a CRM ``Invoice__c`` or a won deal whose ERP id
+names the other ERP) is ``untracked`` too.
+
+The records the checks read (``read.Snapshot``) — the contract an ERP reader meets. Whatever the ERP, its
+side comes in NetSuite's SuiteQL column names, every id a string that no other ERP's id can equal (NetSuite's
+internal ids as they are; Tryton's prefixed ``tryton:``, ``reconciliation.tryton``):
+
+    jobs         id, externalid (our project canonical id, or None for one we did not make), entityid (the
+                 project code), companyname, parent (the customer id), subsidiary
+    time_bills   id, externalid (``psa:<entry>:v<version>`` for a gateway posting, else None), employee,
+                 customer (the job id), trandate (ISO date), hours, approvalstatus ("approved" = live),
+                 memo
+    erp_invoices id, externalid (the canonical id, which the CRM's ``P2C_Id__c`` copies), tranid, entity
+                 (the customer id), trandate, currency, foreigntotal, amountremaining, subsidiary (+ what
+                 the ERP's own fingerprint reads: NetSuite's ``invoice_from_record``, Tryton's
+                 ``fingerprint`` value precomputed)
+    totals       entity (customer id), currency, type ("CustInvc" adds to billed and remaining,
+                 "CustCred" subtracts from billed), total, remaining — as of ``as_of``
+    reference    ``subgraphs.erp.refdata.Reference``: subsidiary → legal entity, currency id → ISO code,
+                 employees by id with their e-mail (how PSA users are matched)
+    store        cross-references in the ERP's system ("erp", "tryton") under the same ids as above
 """
 
 from __future__ import annotations
@@ -110,6 +131,17 @@ class CheckSummary:
             self.source_total += amount
         else:
             self.target_total += amount
+
+    def absorb(self, other: CheckSummary) -> None:
+        """Add another part's figures (another ERP's, another entity's) into this one."""
+        self.source_records += other.source_records
+        self.target_records += other.target_records
+        if other.unit:
+            self.add_total("source", other.source_total, other.unit)
+            self.add_total("target", other.target_total, other.unit)
+        self.mismatches += other.mismatches
+        self.not_yet_synced += other.not_yet_synced
+        self.untracked += other.untracked
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

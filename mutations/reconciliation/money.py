@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from mutations.billing.state import invoice_fingerprint
 from mutations.identity import account_id_of
 from mutations.reconciliation.model import (
     AMOUNT_DIFFERS,
@@ -63,11 +62,13 @@ def check_invoices(scope: Scope) -> tuple[CheckSummary, list[Mismatch], dict[str
         account = scope.account_of_customer.get(customer)
         currency = snap.reference.currency_code(ref_id(inv, "currency")) or "USD"
         entity = snap.reference.legal_entities.get(ref_id(inv, "subsidiary") or "")
+        if not scope.wants(entity):
+            continue  # an entity another ERP books (read when no entity was asked for)
         expected = _amount(inv, "foreigntotal") or Decimal(0)
         summary.source_records += 1
         summary.add_total("source", expected, currency)
         seen = erp_id in snap.store.invoice_seen
-        changed = seen and snap.store.invoice_seen[erp_id] != invoice_fingerprint(inv, snap.reference)
+        changed = seen and snap.store.invoice_seen[erp_id] != snap.fingerprint(inv)
         reason = scope.reason(cid) or (PENDING_SYNC if changed else None)
         if changed:
             pending[customer] = f"invoice {text(inv, 'tranid')} changed in the ERP since the last write-back"
@@ -99,6 +100,9 @@ def check_invoices(scope: Scope) -> tuple[CheckSummary, list[Mismatch], dict[str
     for crm in snap.crm_invoices:
         entity = crm.get("Legal_Entity__c")
         if str(crm["Id"]) in matched or not scope.wants(entity):
+            continue
+        if snap.foreign_invoice(crm):
+            summary.untracked += 1  # the ERP that booked the entity before this one issued it
             continue
         summary.target_records += 1
         summary.add_total("target", _amount(crm, "Amount__c") or Decimal(0), str(crm.get("CurrencyIsoCode")))

@@ -55,9 +55,10 @@ class Scope:
         self.accounts = {str(a["Id"]): a for a in snap.accounts}
         self.customer_of: dict[str, str] = {}
         for crm_id, account in self.accounts.items():
-            customer = snap.store.erp_customer_of.get(account_id_of(account)) or account.get(
-                "ERP_Customer_Id__c"
-            )
+            customer = snap.store.erp_customer_of.get(account_id_of(account))
+            copied = account.get("ERP_Customer_Id__c")
+            if customer is None and snap.owns(copied):  # the CRM's copy, if it names this ERP's customer
+                customer = str(copied)
             if customer:
                 self.customer_of[crm_id] = str(customer)
         self.account_of_customer = {c: a for a, c in self.customer_of.items()}
@@ -71,7 +72,8 @@ class Scope:
         return self.snap.reference.legal_entities.get(sub)
 
     def wants(self, entity: str | None) -> bool:
-        return self.legal_entity is None or entity == self.legal_entity
+        """A record of ``entity`` is checked: the entity asked for (any when None), booked in this ERP."""
+        return (self.legal_entity is None or entity == self.legal_entity) and self.snap.books(entity)
 
     def reason(self, *subjects: str | None) -> str | None:
         for subject in subjects:
@@ -98,6 +100,8 @@ def check_engagements(scope: Scope) -> tuple[CheckSummary, list[Mismatch]]:
         if account is None:
             continue  # another legal entity's deal (the account read is filtered by entity)
         entity = account.get("Legal_Entity__c")
+        if not scope.wants(entity):
+            continue  # an entity another ERP books
         crm_id = str(opp["Id"])
         job = _job_of(opp, scope.customer_of.get(str(account["Id"])), scope.jobs, by_external, day_one)
         won = _won(opp)
@@ -114,6 +118,9 @@ def check_engagements(scope: Scope) -> tuple[CheckSummary, list[Mismatch]]:
             close = text(opp, "CloseDate") or ""
             if not handed and live_since is not None and close < live_since.isoformat():
                 summary.untracked += 1
+                continue
+            if linked and not scope.snap.owns(str(linked)):
+                summary.untracked += 1  # provisioned in the ERP that booked the entity before this one
                 continue
             found.append(
                 Mismatch(
@@ -189,6 +196,8 @@ def check_hours(scope: Scope) -> tuple[CheckSummary, list[Mismatch]]:
     job_of: dict[str, str | None] = {}
     job_by_code = {str(j["entityid"]): i for i, j in scope.jobs.items() if j.get("entityid")}
     for e in snap.entries:
+        if str(e["project"]["id"]) in snap.store.elsewhere:
+            continue  # a project another ERP books: its time is that ERP's to hold
         # The store's link (backfill, provisioning), else the project code (backfill's own rule).
         job = snap.store.erp_job_of_psa_project.get(str(e["project"]["id"])) or job_by_code.get(
             str(e["project"].get("code") or "")
