@@ -8,6 +8,12 @@ marked complete twice queues once), and the release is a run step ``erp:mileston
 event is found on the job's billing schedule by its id (the PSA milestone's id, or its name) and only
 flagged ``completed`` when it is not yet; the ERP's billing run invoices a completed event once.
 
+A project booked in Tryton (its PSA project linked under the system ``tryton``) takes the Tryton adapter
+(``mutations/tryton_milestones.py``): the same work item, run and step record, the step keyed
+``tryton:milestoneRelease:<milestone id>``, the milestone's task marked done so that Tryton's project
+invoicing bills it once. A closed project — a NetSuite job with status closed, a Tryton project whose status
+is done — refuses with ``PROJECT_CLOSED`` and releases nothing.
+
 ``MilestonePoller`` finds completed milestones of the active fixed-fee PSA projects (one list read, one
 read per project: run it on a long interval); the ``milestone.completed`` webhook queues them at once.
 """
@@ -25,7 +31,8 @@ from mutations.identity import PROJECT
 from mutations.intake import WORKER
 from mutations.pollers import PollResult
 from mutations.posting.intake import enqueue_milestones
-from mutations.posting.model import RELEASE_MILESTONE, UNKNOWN_PROJECT
+from mutations.posting.model import PROJECT_CLOSED, RELEASE_MILESTONE, UNKNOWN_PROJECT
+from mutations.posting.validate import ERP_CLOSED_JOB
 from store.repositories import CrossReferenceRepo
 
 MILESTONE_UNKNOWN = "MILESTONE_UNKNOWN"
@@ -39,24 +46,32 @@ class ReleaseRefused(GatewayError):
         super().__init__(f"{message} — {fix}", fix=fix, **extensions)
 
 
-async def _job_of(deps: FlowDeps, psa_project_id: str) -> str | None:
+async def _links(deps: FlowDeps, psa_project_id: str) -> dict[str, str]:
+    """The PSA project's links by system (``erp`` for NetSuite, ``tryton``), empty when it has none."""
     async with deps.sessionmaker() as session:
         xrefs = CrossReferenceRepo(session)
-        canonical = await xrefs.canonical_id_for("psa", PROJECT, psa_project_id)
-        if canonical is None:
-            return None
-        return (await xrefs.system_ids_for("erp", [canonical])).get(canonical)
+        canonical = await xrefs.canonical_id_for("psa", PROJECT, psa_project_id) if psa_project_id else None
+        return {} if canonical is None else await xrefs.links_of(canonical)
 
 
-async def _release(deps: FlowDeps, payload: Mapping[str, Any]) -> dict[str, Any]:
+async def _release(deps: FlowDeps, payload: Mapping[str, Any], job_id: str | None) -> dict[str, Any]:
     milestone_id = str(payload["milestone_id"])
     project_id = str(payload.get("project_id") or "")
-    job_id = await _job_of(deps, project_id)
     if job_id is None:
         raise ReleaseRefused(
             UNKNOWN_PROJECT,
             f"PSA project {project_id} of milestone {milestone_id} is not linked to an ERP project",
             "link the PSA project to its ERP job (backfill or provisioning), then replay",
+        )
+    job = await deps.erp.get("job", job_id)
+    if str(job.get("status") or "") in ERP_CLOSED_JOB:
+        raise ReleaseRefused(
+            PROJECT_CLOSED,
+            f"ERP project {job.get('entityId') or job_id} is closed: "
+            f"milestone {milestone_id} cannot be released",
+            "reopen the project in the ERP if the milestone is still to be billed, then replay; otherwise "
+            "resolve this exception",
+            jobId=job_id,
         )
     schedules = (await deps.erp.billing_schedules_by_job_ids([job_id])).get(job_id, [])
     records = await deps.erp.records_by_ids("billingSchedule", [str(s["id"]) for s in schedules])
@@ -84,14 +99,41 @@ async def release_milestone(
     deps: FlowDeps, payload: Mapping[str, Any], *, correlation_id: str | None = None
 ) -> dict[str, Any]:
     milestone_id = str(payload["milestone_id"])
+    links = await _links(deps, str(payload.get("project_id") or ""))
+    in_tryton = links.get("tryton") if deps.tryton is not None else None
+    entities = deps.tryton_entities()
+    entity = entities[0] if in_tryton is not None and entities else None  # one Tryton connector, one company
     runner = FlowRunner(
-        deps, flow=RELEASE_MILESTONE, subject=f"psa:milestone:{milestone_id}", correlation_id=correlation_id
+        deps,
+        flow=RELEASE_MILESTONE,
+        subject=f"psa:milestone:{milestone_id}",
+        correlation_id=correlation_id,
+        legal_entity=entity,
     )
     runner.payload = dict(payload)
     await runner.attach(input=dict(payload))
 
+    if in_tryton is not None:  # the project books in Tryton (issue 9): that adapter, the same step record
+        from mutations import tryton_milestones
+
+        client = deps.tryton_for(entity) or deps.tryton
+        if client is None:  # unreachable: in_tryton needs deps.tryton
+            raise RuntimeError("no Tryton connector")
+
+        async def in_tryton_action() -> Mapping[str, Any]:
+            try:
+                return await tryton_milestones.release(client, int(str(in_tryton)), payload)
+            except tryton_milestones.Refused as refused:
+                raise ReleaseRefused(
+                    refused.code, refused.message, refused.fix, **refused.details
+                ) from refused
+
+        result = await runner.step("release", tryton_milestones.step_key(milestone_id), in_tryton_action)
+        await runner.finish()
+        return result
+
     async def action() -> Mapping[str, Any]:
-        return await _release(deps, payload)
+        return await _release(deps, payload, links.get("erp"))
 
     result = await runner.step("release", f"erp:milestoneRelease:{milestone_id}", action)
     await runner.finish()
