@@ -3,12 +3,17 @@
     loader = DataLoader(parties_loader(client, legal_entity="EU01", currency="EUR"))   # per request
     account = await loader.load("12")              # None when Tryton has no such party
 
-Keys are Tryton record ids (strings, like NetSuite's internal ids).
+Keys are Tryton record ids (strings, like NetSuite's internal ids). The graph's lists are keyed by the legal
+entity the Tryton company books (its rows are labelled with it), one read per request whatever the keys:
+
+    projects = DataLoader(project_list_loader(client))                        # [(Project, "tryton:<party>")]
+    invoices = DataLoader(invoice_list_loader(client, projects.load))         # [(Invoice, "tryton:<party>")]
+    await invoices.load("EU01")     # one search (paged) of issued invoices, each with its project
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -18,12 +23,26 @@ from subgraphs.erp.queries import InvoiceTotals
 from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.mapping import (
     INVOICE_FIELDS,
+    ISSUED,
+    LIST_INVOICE_FIELDS,
     PARTY_FIELDS,
+    PREFIX,
+    TIMESHEET_LINK_FIELDS,
     WORK_FIELDS,
     account_from_party,
     invoice_from_row,
+    invoice_project,
+    listed_project,
+    party_ref,
     project_from_work,
+    timesheet_roots,
 )
+from subgraphs.erp_tryton.wire import Record
+
+#: a project or an invoice as the graph lists it, with its party named ``tryton:<party id>``
+ProjectRow = tuple[Project, str | None]
+InvoiceRow = tuple[Invoice, str | None]
+ProjectList = Callable[[str], Awaitable[list[ProjectRow]]]
 
 
 def _ints(ids: Sequence[str]) -> list[int]:
@@ -89,8 +108,12 @@ def invoice_totals_loader(
     async def load(ids: Sequence[str]) -> list[list[InvoiceTotals]]:
         rows = await client.search_all(
             "account.invoice",
-            [["type", "=", "out"], ["party", "in", _ints(ids)], ["state", "in", ["posted", "paid"]],
-             ["invoice_date", "<=", as_of]],
+            [
+                ["type", "=", "out"],
+                ["party", "in", _ints(ids)],
+                ["state", "in", ["posted", "paid"]],
+                ["invoice_date", "<=", as_of],
+            ],
             INVOICE_FIELDS,
         )
         grouped: dict[tuple[str, str], list[Invoice]] = {}
@@ -107,19 +130,87 @@ def invoice_totals_loader(
                 if late > 0 and inv.amount_remaining.amount > 0:
                     buckets[_bucket(late)] = buckets[_bucket(late)] + inv.amount_remaining
                     overdue = overdue + inv.amount_remaining
-            found.setdefault(party, []).append(InvoiceTotals(
-                customer_id=party,
-                currency=currency,
-                invoices=len(invoices),
-                billed=Money.sum((i.total for i in invoices), currency),
-                paid=Money.sum((i.amount_paid for i in invoices), currency),
-                remaining=Money.sum((i.amount_remaining for i in invoices), currency),
-                overdue=overdue,
-                overdue_buckets=buckets,
-                billed_in_window=Money.sum(
-                    (i.total for i in invoices if window_start <= i.tran_date <= as_of), currency
-                ),
-            ))
+            found.setdefault(party, []).append(
+                InvoiceTotals(
+                    customer_id=party,
+                    currency=currency,
+                    invoices=len(invoices),
+                    billed=Money.sum((i.total for i in invoices), currency),
+                    paid=Money.sum((i.amount_paid for i in invoices), currency),
+                    remaining=Money.sum((i.amount_remaining for i in invoices), currency),
+                    overdue=overdue,
+                    overdue_buckets=buckets,
+                    billed_in_window=Money.sum(
+                        (i.total for i in invoices if window_start <= i.tran_date <= as_of), currency
+                    ),
+                )
+            )
         return [found.get(str(i), []) for i in ids]
+
+    return load
+
+
+def project_list_loader(client: TrytonClient) -> Callable[[Sequence[str]], Awaitable[list[list[ProjectRow]]]]:
+    """Every project (``project.work`` of type project), in id order: one search (paged) per batch."""
+
+    async def load(entities: Sequence[str]) -> list[list[ProjectRow]]:
+        rows = await client.search_all("project.work", [["type", "=", "project"]], WORK_FIELDS)
+        return [[(listed_project(r, legal_entity=e), party_ref(r)) for r in rows] for e in entities]
+
+    return load
+
+
+async def _linked(
+    client: TrytonClient, rows: Sequence[Record], projects: Sequence[ProjectRow], legal_entity: str
+) -> list[InvoiceRow]:
+    """Invoices read with ``LIST_INVOICE_FIELDS``, each with the canonical id of the project it bills. Only
+    invoices neither their description nor their lines tie to a project (a task's timesheets invoiced on
+    their own) cost a second read: their timesheet lines, all in one search."""
+    by_code = {p.code: p for p, _ in projects if p.code}
+    by_work = {int(p.erp_id.removeprefix(PREFIX)): p for p, _ in projects if p.erp_id}
+    found: Mapping[int, Project | None] = {int(r["id"]): invoice_project(r, by_code, by_work) for r in rows}
+    loose = sorted(i for i, p in found.items() if p is None)
+    if loose:
+        lines = await client.search_all(
+            "timesheet.line", [["invoice_line.invoice", "in", loose]], TIMESHEET_LINK_FIELDS
+        )
+        roots = timesheet_roots(lines)
+        found = {i: p or by_work.get(roots.get(i, 0)) for i, p in found.items()}
+    result: list[InvoiceRow] = []
+    for row in rows:
+        project = found[int(row["id"])]
+        invoice = invoice_from_row(row, legal_entity=legal_entity, project_id=project.id if project else None)
+        result.append((invoice, party_ref(row)))
+    return result
+
+
+def invoice_list_loader(
+    client: TrytonClient, projects: ProjectList
+) -> Callable[[Sequence[str]], Awaitable[list[list[InvoiceRow]]]]:
+    """Every issued customer invoice, in id order, with its project (``projects``: the request's project list
+    loader, so the list costs no second project read)."""
+
+    async def load(entities: Sequence[str]) -> list[list[InvoiceRow]]:
+        rows = await client.search_all("account.invoice", ISSUED, LIST_INVOICE_FIELDS)
+        return [await _linked(client, rows, await projects(e), e) for e in entities]
+
+    return load
+
+
+def party_invoices_loader(
+    client: TrytonClient, projects: ProjectList
+) -> Callable[[Sequence[tuple[str, str]]], Awaitable[list[list[InvoiceRow]]]]:
+    """Issued invoices of each ``(legal entity, party id)``, in id order: one search per batch."""
+
+    async def load(keys: Sequence[tuple[str, str]]) -> list[list[InvoiceRow]]:
+        parties = _ints([party for _e, party in keys])
+        rows = await client.search_all(
+            "account.invoice", [*ISSUED, ["party", "in", parties]], LIST_INVOICE_FIELDS
+        )
+        by_party: dict[tuple[str, str], list[InvoiceRow]] = {}
+        for entity in dict.fromkeys(e for e, _p in keys):
+            for invoice, party in await _linked(client, rows, await projects(entity), entity):
+                by_party.setdefault((entity, (party or "").removeprefix(PREFIX)), []).append((invoice, party))
+        return [by_party.get((e, str(p)), []) for e, p in keys]
 
     return load

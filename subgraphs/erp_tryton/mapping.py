@@ -4,7 +4,12 @@
     project.work (project) ⇄ Project                      comment = "p2c:<project id>"
     project.work (task)    ⇄ Task                         comment = "p2c:<task id>"
     timesheet.line         ⇐ an approved PSA time entry   description starts "psa:<entry>:v<version>"
-    account.invoice        ⇒ Invoice                      state + amount_to_pay → status, paid, remaining
+    account.invoice        ⇒ Invoice                      state + amount_to_pay → status, paid, remaining;
+                                                          its project from what invoicing left on it
+                                                          (``invoice_project``)
+
+In the graph a Tryton record is named ``tryton:<id>`` wherever a NetSuite internal id would stand
+(``graph_id``), so the two ERPs' ids never meet.
 
 The billing method decides how Tryton invoices the project (``project_invoice_method``): time and materials
 invoices timesheets; a fixed fee invoices the estimated effort; milestones invoice progress, task by task.
@@ -14,6 +19,7 @@ Raw RPC runs no on-change logic, so every price is set here explicitly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,9 +36,18 @@ INVOICE_METHODS: Mapping[BillingMethod, str] = {
     BillingMethod.RETAINER: "effort",
     BillingMethod.SUBSCRIPTION: "effort",
 }
-METHODS_BACK = {"timesheet": BillingMethod.TIME_AND_MATERIALS, "effort": BillingMethod.FIXED_FEE,
-                "progress": BillingMethod.MILESTONE}
+METHODS_BACK = {
+    "timesheet": BillingMethod.TIME_AND_MATERIALS,
+    "effort": BillingMethod.FIXED_FEE,
+    "progress": BillingMethod.MILESTONE,
+}
 CENT = Decimal("0.01")
+PREFIX = "tryton:"
+
+
+def graph_id(record_id: int | str) -> str:
+    """A Tryton id as the graph shows it beside NetSuite's internal ids (``tryton:12``)."""
+    return f"{PREFIX}{record_id}"
 
 
 def reference(canonical_id: str) -> str:
@@ -145,8 +160,18 @@ def invoice_status(state: str, total: Decimal, to_pay: Decimal) -> InvoiceStatus
 
 
 INVOICE_FIELDS = (
-    "number", "state", "invoice_date", "payment_term_date", "total_amount", "amount_to_pay", "currency.code",
-    "party", "party.code", "reference", "write_date", "lines_to_pay.maturity_date",
+    "number",
+    "state",
+    "invoice_date",
+    "payment_term_date",
+    "total_amount",
+    "amount_to_pay",
+    "currency.code",
+    "party",
+    "party.code",
+    "reference",
+    "write_date",
+    "lines_to_pay.maturity_date",
 )
 
 
@@ -184,8 +209,17 @@ def logged_hours(row: Mapping[str, Any]) -> Decimal:
 
 
 PARTY_FIELDS = ("name", "code", "addresses.street", "addresses.city", "addresses.postal_code")
-WORK_FIELDS = ("name", "party.code", "project_invoice_method", "timesheet_start_date", "timesheet_end_date",
-               "comment", "effort_duration", "list_price", "company.currency.code")
+WORK_FIELDS = (
+    "name",
+    "party.code",
+    "project_invoice_method",
+    "timesheet_start_date",
+    "timesheet_end_date",
+    "comment",
+    "effort_duration",
+    "list_price",
+    "company.currency.code",
+)
 
 
 def account_from_party(row: Mapping[str, Any], *, legal_entity: str, currency: str) -> Account:
@@ -196,8 +230,11 @@ def account_from_party(row: Mapping[str, Any], *, legal_entity: str, currency: s
         name=str(row.get("name") or ""),
         legal_entity=legal_entity,
         currency=currency,
-        billing_address=Address(street=address.get("street") or None, city=address.get("city") or None,
-                                postal_code=address.get("postal_code") or None),
+        billing_address=Address(
+            street=address.get("street") or None,
+            city=address.get("city") or None,
+            postal_code=address.get("postal_code") or None,
+        ),
         erp_id=str(row["id"]),
     )
 
@@ -225,3 +262,82 @@ def project_from_work(row: Mapping[str, Any], *, legal_entity: str) -> Project:
         budget=budget,
         erp_id=str(row["id"]),
     )
+
+
+# -- lists for the graph ------------------------------------------------------------------------------------
+
+#: Invoices the graph lists: issued ones (a draft has no number and is not owed yet, like NetSuite's).
+ISSUED: list[Any] = [
+    ["type", "=", "out"],
+    ["state", "in", ["posted", "paid", "cancelled"]],
+    ["number", "!=", None],
+]
+LIST_INVOICE_FIELDS = (
+    *INVOICE_FIELDS,
+    "description",
+    "lines.project_invoice_works.path",
+    "lines.project_invoice_progresses.work.path",
+)
+#: timesheet lines invoiced on the invoices still without a project: which work each one was logged on
+TIMESHEET_LINK_FIELDS = ("invoice_line.invoice", "work.origin.path")
+
+
+def project_code(text: str | None) -> str | None:
+    """The project code a work's name starts with (``"P2C-79DF5B3C Rollout"`` → ``"P2C-79DF5B3C"``)."""
+    code = str(text or "").partition(" ")[0]
+    return code if code.startswith("P2C-") else None
+
+
+def root_of(path: str | None) -> int | None:
+    """The top work of a tree path (``"12/15/"`` → 12): the project a task belongs to."""
+    head = str(path or "").partition("/")[0]
+    return int(head) if head.isdigit() else None
+
+
+def invoiced_roots(row: Mapping[str, Any]) -> set[int]:
+    """The projects an invoice read with ``LIST_INVOICE_FIELDS`` billed by effort or progress: the works its
+    lines invoiced (timesheet invoicing leaves its mark on the timesheet lines instead)."""
+    roots: set[int] = set()
+    for line in row.get("lines.") or []:
+        for work in line.get("project_invoice_works.") or []:
+            roots.add(root_of(work.get("path")) or 0)
+        for progress in line.get("project_invoice_progresses.") or []:
+            roots.add(root_of((progress.get("work.") or {}).get("path")) or 0)
+    return roots - {0}
+
+
+def invoice_project(
+    row: Mapping[str, Any], by_code: Mapping[str, Project], by_work: Mapping[int, Project]
+) -> Project | None:
+    """The project an invoice bills: the work it was made from names it (Tryton copies the work's name,
+    which starts with our project code, into the invoice's description), else the works its lines invoiced.
+    None when neither tells (then ``timesheet_roots`` is asked)."""
+    code = project_code(row.get("description"))
+    if code is not None and code in by_code:
+        return by_code[code]
+    found = [by_work[r] for r in sorted(invoiced_roots(row)) if r in by_work]
+    return found[0] if found else None
+
+
+def timesheet_roots(rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    """Invoice id → project work id from timesheet lines read with ``TIMESHEET_LINK_FIELDS``."""
+    found: dict[int, int] = {}
+    for row in rows:
+        invoice = (row.get("invoice_line.") or {}).get("invoice")
+        origin = ((row.get("work.") or {}).get("origin.") or {}).get("path")
+        root = root_of(origin)
+        if invoice is not None and root is not None:
+            found.setdefault(int(invoice), root)
+    return found
+
+
+def party_ref(row: Mapping[str, Any]) -> str | None:
+    """A project's or an invoice's party as the graph names an ERP customer (``tryton:<party id>``)."""
+    party = (row.get("party.") or {}).get("id") or row.get("party")
+    return graph_id(party) if party else None
+
+
+def listed_project(row: Mapping[str, Any], *, legal_entity: str) -> Project:
+    """A project work read with ``WORK_FIELDS`` as the graph lists it: ``erp_id`` is ``tryton:<id>``."""
+    project = project_from_work(row, legal_entity=legal_entity)
+    return replace(project, erp_id=graph_id(row["id"]))
