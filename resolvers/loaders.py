@@ -54,6 +54,14 @@ from subgraphs.erp.loaders import (
 from subgraphs.erp.mapping import invoice_from_record, project_from_job
 from subgraphs.erp.queries import InvoiceTotals
 from subgraphs.erp.wire import ref_id
+from subgraphs.erp_tryton.loaders import (
+    InvoiceRow,
+    ProjectRow,
+    invoice_list_loader,
+    party_invoices_loader,
+    project_list_loader,
+)
+from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
 from subgraphs.psa.aggregates import Contribution, TimeAggregates, TimeTotals, contribution, group
 from subgraphs.psa.client import PsaClient
 from subgraphs.psa.loaders import load_time_entries_by_project
@@ -194,6 +202,20 @@ class Loaders:
 
         return self._loader(invoice_totals_loader(self.tryton, self.as_of, self.window_start))
 
+    # Tryton: the lists of the legal entity its company books (the key), read whole once per request
+    @cached_property
+    def tryton_project_list(self) -> DataLoader[str, list[ProjectRow]]:
+        return self._loader(project_list_loader(self.tryton))
+
+    @cached_property
+    def tryton_invoice_list(self) -> DataLoader[str, list[InvoiceRow]]:
+        return self._loader(invoice_list_loader(self.tryton, self.tryton_project_list.load))
+
+    @cached_property
+    def tryton_invoices_by_party(self) -> DataLoader[tuple[str, str], list[InvoiceRow]]:
+        """Key: (legal entity, party id)."""
+        return self._loader(party_invoices_loader(self.tryton, self.tryton_project_list.load))
+
     @cached_property
     def erp_invoice_by_canonical_id(self) -> DataLoader[str, tuple[Invoice, str | None] | None]:
         return self._loader(self._invoices_by_canonical_id)
@@ -271,6 +293,17 @@ class Loaders:
         return [found.get(k) for k in keys]
 
     async def _read_canonical_ids(self, system: str, keys: list[str]) -> list[str | None]:
+        """An "erp" id ``tryton:<id>`` (a Tryton party or record, as the graph names it beside NetSuite's
+        ids) is looked up among the links provisioning made with the system "tryton"."""
+        if system == "erp" and any(k.startswith(TRYTON) for k in keys):
+            netsuite = [k for k in keys if not k.startswith(TRYTON)]
+            tryton = [k.removeprefix(TRYTON) for k in keys if k.startswith(TRYTON)]
+            ids: dict[str, str | None] = {}
+            if netsuite:
+                ids.update(zip(netsuite, await self._read_canonical_ids("erp", netsuite), strict=True))
+            linked = await self._read_canonical_ids("tryton", tryton)
+            ids.update((TRYTON + k, c) for k, c in zip(tryton, linked, strict=True))
+            return [ids[k] for k in keys]
         async with self.sessionmaker() as session:
             repo = CrossReferenceRepo(session)
             # resolve_many filters on the entity type; the graph asks by system id alone, so go through

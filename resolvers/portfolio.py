@@ -2,7 +2,9 @@
 each group's backlog (contracted by ERP job budget − billed) on the month of the request's date.
 
 Reads: the ERP job list, the ERP invoice list, the PSA project list and the firm's time — four list
-reads whatever the size of the portfolio.
+reads whatever the size of the portfolio. A legal entity booked in Tryton adds its project and invoice
+lists (two Tryton reads, none for a caller who may not see that entity): its projects are grouped, costed
+and billed exactly like NetSuite's, their time found in the PSA by the same project code.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from resolvers.context import Context
 from resolvers.figures import percent
 from resolvers.permissions import financial
 from resolvers.types.money import MoneyType
-from resolvers.types.project import project_rows
+from resolvers.types.project import project_rows, tryton_invoice_rows
 
 
 @strawberry.input
@@ -67,7 +69,7 @@ async def portfolio_rows(ctx: Context, f: PortfolioFilter) -> list[PortfolioRow]
         and (f.business_line is None or p.business_line == f.business_line)
     ]
     psa = await loaders.psa_project_list.load("*")
-    invoices = await loaders.erp_invoice_list.load("*")
+    invoices = [*await loaders.erp_invoice_list.load("*"), *await tryton_invoice_rows(ctx)]
     entries = await loaders.psa_all_time.load("*")
     by_psa_project: dict[int, list[TimeEntry]] = defaultdict(list)
     for entry in entries:

@@ -5,35 +5,67 @@ entries, and the portfolio roll-up. Every list is filtered to the caller's legal
 become a ``subsidiary IN (...)`` term next to the filter's, the page is ``id > cursor ORDER BY id`` with
 ``first + 1`` rows, and the total is the answer's ``totalResults`` on the first page (a ``COUNT(*)``,
 only when asked, on later ones) — one SuiteQL per list whatever its length.
+
+When a legal entity the caller may see books in Tryton, its rows follow NetSuite's (``_merged``): the list
+is every NetSuite row in internal-id order, then every Tryton row in Tryton-id order. The Tryton part is
+read whole once per request (one search, filtered here by the same filter) and the NetSuite part keeps its
+keyset pages, so:
+
+- a cursor names the last row shown in its own ERP: ``p2c:k:<NetSuite id>`` as before, ``p2c:t:<Tryton
+  id>`` once the list has reached Tryton's rows. A NetSuite page shorter than ``first`` with nothing after
+  it is topped up with the first Tryton rows; a Tryton cursor reads no NetSuite rows at all. Both are
+  keysets over ids that only grow, so a cursor stays valid while rows are added: a new row shows up on a
+  later page or not at all, never twice, and no row is skipped for it;
+- ``totalCount`` is NetSuite's count of the filter (``totalResults`` or ``COUNT(*)``, as above) plus the
+  number of Tryton rows the filter keeps.
 """
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable, Sequence
 from datetime import date
+from typing import TypeVar
 
 import strawberry
 
+from canonical import entities
 from canonical.enums import InvoiceStatus, PostingStatus, ProjectStatus
+from canonical.errors import Problem, ValidationFailed
 from resolvers.context import Context, Info
 from resolvers.loaders import ListKey
 from resolvers.pagination import (
     DEFAULT_PAGE_SIZE,
     Connection,
     Count,
+    Edge,
+    PageInfo,
     check_page_size,
     counted,
     decode_key_cursor,
-    keyed,
+    encode_key_cursor,
     paginate,
 )
 from resolvers.portfolio import PortfolioFilter, PortfolioRow, portfolio_rows
 from resolvers.types.account import Account, load_account
-from resolvers.types.project import Project, load_project, load_project_row, project_rows
+from resolvers.types.project import (
+    Project,
+    invoice_node,
+    load_project,
+    load_project_row,
+    project_rows,
+    tryton_invoice_rows,
+    tryton_project_rows,
+)
 from resolvers.types.receivables import Invoice
 from resolvers.types.time import TimeEntry, posting_status
 from subgraphs.erp.lists import ListFilter, RowPage, StatusIs
 from subgraphs.erp.mapping import INVOICE_STATUS, JOB_STATUS, invoice_from_record, project_from_job
 from subgraphs.erp.wire import ref_id
+from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
+
+T = TypeVar("T")
+TRYTON_CURSOR = "p2c:t:"
 
 
 @strawberry.input
@@ -96,6 +128,70 @@ async def _erp_page(
     return page, count
 
 
+def encode_tryton_cursor(tryton_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{TRYTON_CURSOR}{tryton_id}".encode()).decode()
+
+
+def decode_tryton_cursor(cursor: str | None) -> int | None:
+    """The Tryton id of a ``p2c:t:<id>`` cursor; None for no cursor or a NetSuite one (``p2c:k:<id>``)."""
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except ValueError as exc:
+        raise ValidationFailed([Problem("after", "is not a cursor of this list", "INVALID_CURSOR")]) from exc
+    if not text.startswith(TRYTON_CURSOR):
+        return None
+    number = text.removeprefix(TRYTON_CURSOR)
+    if not number.isdigit():
+        raise ValidationFailed([Problem("after", "is not a cursor of this list", "INVALID_CURSOR")])
+    return int(number)
+
+
+def _tryton_id(erp_id: str | None) -> int:
+    return int((erp_id or "0").removeprefix(TRYTON))
+
+
+async def _merged(
+    ctx: Context,
+    kind: str,
+    spec: ListFilter,
+    first: int,
+    after: str | None,
+    netsuite: Callable[[RowPage], Sequence[tuple[int, T]]],
+    tryton: Sequence[tuple[int, T]],
+) -> Connection[T]:
+    """NetSuite's keyset page, then Tryton's rows (``tryton``: every one the filter keeps, with its Tryton
+    id, in id order); see the module docstring for the cursors and the count."""
+    after_tryton = decode_tryton_cursor(after)
+    edges: list[Edge[T]] = []
+    if after_tryton is None:
+        page, count = await _erp_page(ctx, kind, spec, first, after)
+        edges = [Edge(cursor=encode_key_cursor(i), node=n) for i, n in netsuite(page)]
+        rest = [] if page.more else list(tryton)
+        more = page.more
+    else:
+        rest = [row for row in tryton if row[0] > after_tryton]
+        more = False
+
+        async def count() -> int:
+            return await ctx.loaders.erp_list_count.load((kind, spec))
+
+    room = first - len(edges)
+    edges.extend(Edge(cursor=encode_tryton_cursor(i), node=n) for i, n in rest[:room])
+    more = more or len(rest) > room
+    extra = len(tryton)
+
+    async def total() -> int:
+        return await count() + extra
+
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
+        count=total,
+    )
+
+
 def _between(day: date | None, start: date | None, end: date | None) -> bool:
     if day is None:
         return start is None and end is None
@@ -155,12 +251,28 @@ class Query:
             dates=(f.started_from, f.started_to),
             business_line=f.business_line,
         )
-        page, count = await _erp_page(ctx, "job", spec, first, after)
         reference = await ctx.erp.reference_data()
-        nodes = [
-            (int(r["id"]), Project.of(project_from_job(r, reference), ref_id(r, "parent"))) for r in page.rows
+
+        def jobs(page: RowPage) -> list[tuple[int, Project]]:
+            return [
+                (int(r["id"]), Project.of(project_from_job(r, reference), ref_id(r, "parent")))
+                for r in page.rows
+            ]
+
+        def kept(p: entities.Project) -> bool:  # the filter, as the SuiteQL WHERE applies it to jobs
+            return (
+                (f.legal_entity is None or p.legal_entity == f.legal_entity)
+                and (f.status is None or p.status is f.status)
+                and (f.business_line is None or p.business_line == f.business_line)
+                and _between(p.start_date, f.started_from, f.started_to)
+            )
+
+        tryton = [
+            (_tryton_id(p.erp_id), Project.of(p, party))
+            for p, party in await tryton_project_rows(ctx)
+            if kept(p)
         ]
-        return keyed(nodes, more=page.more, count=count)
+        return await _merged(ctx, "job", spec, first, after, jobs, tryton)
 
     @strawberry.field
     async def invoices(
@@ -187,13 +299,28 @@ class Query:
             dates=(f.from_date, f.to_date),
             jobs=jobs,
         )
-        page, count = await _erp_page(ctx, "invoice", spec, first, after)
         reference = await ctx.erp.reference_data()
-        nodes = [
-            (int(r["id"]), Invoice.of(invoice_from_record(r, reference), ref_id(r, "entity")))
-            for r in page.rows
+
+        def invoices(page: RowPage) -> list[tuple[int, Invoice]]:
+            return [
+                (int(r["id"]), Invoice.of(invoice_from_record(r, reference), ref_id(r, "entity")))
+                for r in page.rows
+            ]
+
+        def kept(i: entities.Invoice) -> bool:
+            return (
+                (f.legal_entity is None or i.legal_entity == f.legal_entity)
+                and (f.status is None or i.status is f.status)
+                and _between(i.tran_date, f.from_date, f.to_date)
+                and (f.project_id is None or i.project_id == str(f.project_id))
+            )
+
+        tryton = [
+            (_tryton_id(i.erp_id), invoice_node(i, party))
+            for i, party in await tryton_invoice_rows(ctx)
+            if kept(i)
         ]
-        return keyed(nodes, more=page.more, count=count)
+        return await _merged(ctx, "invoice", spec, first, after, invoices, tryton)
 
     @strawberry.field
     async def time_entries(

@@ -21,6 +21,8 @@ from resolvers.cache import MISSING
 from resolvers.context import Context, Info
 from resolvers.permissions import financial
 from resolvers.types.money import Aging, MoneyType
+from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
+from subgraphs.erp_tryton.mapping import graph_id
 
 if TYPE_CHECKING:
     from resolvers.types.contract import Contract
@@ -139,6 +141,18 @@ class Account:
         linked = await ctx.loaders.xref_to_system["erp"].load(self.entity.id)
         return linked or self.entity.erp_id
 
+    async def _erp_customers(self, ctx: Context) -> tuple[str | None, str | None]:
+        """The account's NetSuite customer id and its Tryton party as ``tryton:<id>`` (either may be None):
+        the party from provisioning's link, or from the CRM's copy of the ERP id when that names one."""
+        erp_id = await self._erp_id(ctx)
+        party = None
+        if ctx.loaders.tryton is not None:
+            linked = await ctx.loaders.xref_to_system["tryton"].load(self.entity.id)
+            party = graph_id(linked) if linked else None
+        if erp_id is not None and erp_id.startswith(TRYTON):
+            return None, party or erp_id
+        return erp_id, party
+
     async def _psa_id(self, ctx: Context) -> str | None:
         return await ctx.loaders.xref_to_system["psa"].load(self.entity.id)
 
@@ -180,13 +194,21 @@ class Account:
     async def invoices(
         self, info: Info
     ) -> list[Annotated[Invoice, strawberry.lazy("resolvers.types.receivables")]]:
-        from resolvers.types.receivables import Invoice
+        """The NetSuite customer's invoices, then the Tryton party's (issued ones), each list in ERP id order;
+        Tryton's only when the caller may see the legal entity Tryton books."""
+        from resolvers.types.project import invoice_node, tryton_entity
 
-        erp_id = await self._erp_id(info.context)
-        if erp_id is None:
-            return []
-        found = await info.context.loaders.erp_invoices_by_customer.load(erp_id)
-        return [Invoice.of(i, erp_id) for i in found]
+        ctx = info.context
+        erp_id, party = await self._erp_customers(ctx)
+        found = await ctx.loaders.erp_invoices_by_customer.load(erp_id) if erp_id else []
+        nodes = [invoice_node(i, erp_id) for i in found]
+        entity = tryton_entity(ctx)
+        if party is not None and entity is not None:
+            rows = await ctx.loaders.tryton_invoices_by_party.load((entity, party.removeprefix(TRYTON)))
+            nodes.extend(
+                invoice_node(i, c) for i, c in ctx.principal.visible(rows, lambda r: r[0].legal_entity)
+            )
+        return nodes
 
     @strawberry.field
     async def projects(
@@ -194,10 +216,12 @@ class Account:
     ) -> list[Annotated[Project, strawberry.lazy("resolvers.types.project")]]:
         from resolvers.types.project import Project, project_rows
 
-        erp_id = await self._erp_id(info.context)
-        if erp_id is None:
+        customers = set(await self._erp_customers(info.context)) - {None}
+        if not customers:
             return []
-        return [Project.of(p, parent) for p, parent in await project_rows(info.context) if parent == erp_id]
+        return [
+            Project.of(p, parent) for p, parent in await project_rows(info.context) if parent in customers
+        ]
 
     @strawberry.field(description="One contract per ERP job of the account (see Contract)")
     async def contracts(
@@ -207,7 +231,7 @@ class Account:
         from resolvers.types.project import project_rows
 
         ctx = info.context
-        erp_id = await self._erp_id(ctx)
+        erp_id, _party = await self._erp_customers(ctx)  # Tryton keeps no contract records
         if erp_id is None:
             return []
         rows = [(p, parent) for p, parent in await project_rows(ctx) if parent == erp_id]

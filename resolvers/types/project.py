@@ -4,10 +4,19 @@ invoices and projects join without the store. The PSA project is found by the sh
 
 Commercial frame (legal entity, billing method, budget) comes from the ERP job, delivery (time, budget
 hours) from the PSA project.
+
+A legal entity booked in Tryton (``ctx.erp_by_entity``) adds its projects — ``project.work`` records of type
+project, mapped by ``subgraphs.erp_tryton`` to the same canonical ``Project`` — to every list here, after the
+NetSuite ones and under the same visibility rule. Their ERP ids read ``tryton:<id>`` (customer
+``tryton:<party id>``), so they never meet NetSuite's internal ids; their invoices come from Tryton, and the
+NetSuite-only parts of a project (sales-order contract, ERP project tasks, billing-schedule milestones) are
+empty for them: in Tryton the project itself carries its invoicing method.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
@@ -29,6 +38,8 @@ from resolvers.types.contract import (
 )
 from resolvers.types.money import MoneyType
 from resolvers.types.time import Expense, TimeEntry, posting_statuses
+from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
+from subgraphs.erp_tryton.mapping import graph_id
 from subgraphs.psa.wire import WireProject
 
 if TYPE_CHECKING:
@@ -38,10 +49,60 @@ if TYPE_CHECKING:
 strawberry.enum(ProjectStatus)
 
 
-async def project_rows(ctx: Context) -> list[tuple[entities.Project, str | None]]:
-    """Every ERP job the caller may see, with its customer's ERP id (one SuiteQL per request)."""
-    rows = await ctx.loaders.erp_job_list.load("*")
+ProjectRow = tuple[entities.Project, str | None]
+InvoiceRow = tuple[entities.Invoice, str | None]
+
+
+def tryton_entity(ctx: Context) -> str | None:
+    """The legal entity the Tryton company books, when there is a Tryton connector and the caller may see
+    that entity; else None, and nothing is read from Tryton. One connector is one company: the first
+    entity configured for Tryton, the one the Tryton billing poller labels its invoices with."""
+    if ctx.loaders.tryton is None:
+        return None
+    codes = sorted(code for code, erp in ctx.erp_by_entity.items() if erp == "tryton")
+    return codes[0] if codes and ctx.principal.can_see_entity(codes[0]) else None
+
+
+def on_tryton(project: entities.Project) -> bool:
+    return (project.erp_id or "").startswith(TRYTON)
+
+
+async def tryton_project_rows(ctx: Context) -> list[ProjectRow]:
+    """The Tryton projects the caller may see, with their party as ``tryton:<id>`` (one read per request)."""
+    entity = tryton_entity(ctx)
+    if entity is None:
+        return []
+    rows = await ctx.loaders.tryton_project_list.load(entity)
     return ctx.principal.visible(rows, lambda row: row[0].legal_entity)
+
+
+async def tryton_invoice_rows(ctx: Context) -> list[InvoiceRow]:
+    """The issued Tryton invoices the caller may see, each with its project (one read per request)."""
+    entity = tryton_entity(ctx)
+    if entity is None:
+        return []
+    rows = await ctx.loaders.tryton_invoice_list.load(entity)
+    return ctx.principal.visible(rows, lambda row: row[0].legal_entity)
+
+
+async def project_rows(ctx: Context) -> list[ProjectRow]:
+    """Every ERP job the caller may see, with its customer's ERP id (one SuiteQL per request), then the
+    Tryton projects (one Tryton read)."""
+    rows, tryton = await asyncio.gather(ctx.loaders.erp_job_list.load("*"), tryton_project_rows(ctx))
+    return [*ctx.principal.visible(rows, lambda row: row[0].legal_entity), *tryton]
+
+
+def invoice_node(invoice: entities.Invoice, customer: str | None) -> Invoice:
+    """The graph's invoice. A Tryton one (id ``tryton:<id>``) shows ``erpId`` "tryton:<id>" and keeps no ERP
+    id on its entity, so the NetSuite-only receipts (payments, credit memos) are empty for it rather than
+    read with a Tryton id."""
+    from resolvers.types.receivables import Invoice
+
+    if not invoice.id.startswith(TRYTON):
+        return Invoice.of(invoice, customer)
+    node = Invoice.of(dataclasses.replace(invoice, erp_id=None), customer)
+    node.erp_id = graph_id(invoice.erp_id) if invoice.erp_id else None
+    return node
 
 
 async def psa_project(ctx: Context, code: str | None) -> WireProject | None:
@@ -77,7 +138,10 @@ async def project_budget(ctx: Context, project: entities.Project) -> Money:
 
 
 async def project_invoices(ctx: Context, project: entities.Project) -> list[entities.Invoice]:
-    """The job's invoices, one SuiteQL (``job IN``) per query level."""
+    """The job's invoices, one SuiteQL (``job IN``) per query level; a Tryton project's from the request's
+    Tryton invoice list."""
+    if on_tryton(project):
+        return [i for i, _party in await tryton_invoice_rows(ctx) if i.project_id == project.id]
     return await ctx.loaders.erp_invoices_by_job.load(project.erp_id) if project.erp_id else []
 
 
@@ -185,8 +249,11 @@ class Project:
     async def account(
         self, info: Info
     ) -> Annotated[Account, strawberry.lazy("resolvers.types.account")] | None:
-        from resolvers.types.account import account_for_erp_customer
+        from resolvers.types.account import account_for_erp_customer, load_account
 
+        account_id = self.entity.account_id
+        if on_tryton(self.entity):  # the party's code is the canonical account id
+            return await load_account(info.context, account_id) if account_id else None
         return await account_for_erp_customer(info.context, self.erp_customer_id)
 
     @strawberry.field
@@ -202,15 +269,21 @@ class Project:
 
     @strawberry.field
     async def contract(self, info: Info) -> Contract | None:
+        if on_tryton(self.entity):
+            return None
         return await contract_of(info.context, self.entity, self.erp_customer_id)
 
     @strawberry.field
     async def tasks(self, info: Info) -> list[Task]:
+        if on_tryton(self.entity):
+            return []
         return await project_tasks(info.context, self.erp_id, self.entity.id)
 
     @strawberry.field
     async def milestones(self, info: Info) -> list[Milestone]:
         ctx = info.context
+        if on_tryton(self.entity):
+            return []
         return await project_milestones(ctx, self.erp_id, await project_currency(ctx, self.entity))
 
     @strawberry.field(description="Expenses recorded in the PSA, oldest first")
@@ -226,10 +299,8 @@ class Project:
     async def invoices(
         self, info: Info
     ) -> list[Annotated[Invoice, strawberry.lazy("resolvers.types.receivables")]]:
-        from resolvers.types.receivables import Invoice
-
         found = await project_invoices(info.context, self.entity)
-        return [Invoice.of(i, self.erp_customer_id) for i in found]
+        return [invoice_node(i, self.erp_customer_id) for i in found]
 
 
 async def load_project_row(ctx: Context, canonical_id: str) -> tuple[entities.Project, str | None] | None:
@@ -241,5 +312,8 @@ async def load_project_row(ctx: Context, canonical_id: str) -> tuple[entities.Pr
 
 
 async def load_project(ctx: Context, canonical_id: str) -> Project | None:
+    """From NetSuite (``load_project_row``), else among the caller's Tryton projects."""
     row = await load_project_row(ctx, canonical_id)
+    if row is None:
+        row = next((r for r in await tryton_project_rows(ctx) if r[0].id == canonical_id), None)
     return Project.of(*row) if row is not None else None
