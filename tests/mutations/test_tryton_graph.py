@@ -4,6 +4,7 @@ them for a caller who may not see EU01."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from canonical.entities import Project
 from canonical.principal import Principal
 from mutations.deps import FlowDeps
 from mutations.identity import account_canonical_id, provisioned_project_canonical_id
@@ -21,6 +23,7 @@ from resolvers.context import Context, build_context
 from resolvers.schema import build_schema
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.client import TrytonClient
+from subgraphs.erp_tryton.mapping import invoice_project
 from tests.mutations.conftest import ADMIN, Flow
 from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
@@ -241,11 +244,12 @@ async def _all_pages(b: Booked, query: str, field: str, first: int, **variables:
     return edges
 
 
+@pytest.mark.parametrize("first", [7, 11, 100])  # a page mixing both ERPs, one ending inside Tryton's rows
 async def test_projects_list_tryton_projects_after_netsuite_ones_with_their_financials(
-    booked: Booked,
+    booked: Booked, first: int
 ) -> None:
     b = booked
-    edges = await _all_pages(b, PROJECTS, "projects", 7, filter={"legalEntity": "EU01"})
+    edges = await _all_pages(b, PROJECTS, "projects", first, filter={"legalEntity": "EU01"})
     nodes = [e["node"] for e in edges]
     tryton = [n for n in nodes if str(n["erpId"]).startswith("tryton:")]
     netsuite = [n for n in nodes if str(n["erpId"]).isdigit()]
@@ -286,9 +290,12 @@ async def test_a_list_level_costs_one_tryton_read_per_list(booked: Booked) -> No
     assert booked.client.calls == calls + 2  # the project list, the invoice list (financials, invoices)
 
 
-async def test_invoices_list_the_tryton_invoice_with_amount_currency_and_status(booked: Booked) -> None:
+@pytest.mark.parametrize("first", [2, 5])
+async def test_invoices_list_the_tryton_invoice_with_amount_currency_and_status(
+    booked: Booked, first: int
+) -> None:
     b = booked
-    edges = await _all_pages(b, INVOICES, "invoices", 9, filter={"legalEntity": "EU01"})
+    edges = await _all_pages(b, INVOICES, "invoices", first, filter={"legalEntity": "EU01"})
     mine = [e["node"] for e in edges if e["node"]["id"].startswith("tryton:")]
     assert edges[-1]["node"] in mine and len(edges) > len(mine)  # NetSuite's EU01 invoices come first
     assert mine == [
@@ -312,9 +319,11 @@ async def test_invoices_list_the_tryton_invoice_with_amount_currency_and_status(
     assert all(not e["node"]["id"].startswith("tryton:") for e in paid["invoices"]["edges"])
 
     account = await b.query(
-        "query($id: ID!) { account(id: $id) { invoices { id status total { amount currency } } } }",
+        "query($id: ID!) { account(id: $id) { projects { id }"
+        " invoices { id status total { amount currency } } } }",
         id=b.account_id,
     )
+    assert {"id": provisioned_project_canonical_id(TM)} in account["account"]["projects"]
     assert {
         "id": f"tryton:{b.invoice_id}",
         "status": "OPEN",
@@ -367,3 +376,61 @@ async def test_a_principal_of_us01_sees_no_tryton_row(booked: Booked) -> None:
     assert {e["node"]["legalEntity"] for e in invoices["invoices"]["edges"]} == {"US01"}
     assert {r["legalEntity"] for r in portfolio["portfolio"]} == {"US01"}
     assert project["project"] is None
+
+
+async def test_a_bad_cursor_is_refused_with_a_code(booked: Booked) -> None:
+    bad = base64.urlsafe_b64encode(b"p2c:t:x").decode()
+    answer = await build_schema().execute(
+        "query($after: String) { projects(first: 5, after: $after) { totalCount } }",
+        variable_values={"after": bad},
+        context_value=booked.context(),
+    )
+    assert answer.errors is not None
+    assert answer.errors[0].extensions is not None
+    assert answer.errors[0].extensions["code"] == "VALIDATION_FAILED"
+
+
+async def test_an_invoice_renamed_by_hand_still_finds_its_project_through_its_timesheet_lines(
+    booked: Booked,
+) -> None:
+    b, client = booked, booked.client
+    project = int(str(b.tm.erp_job_id))
+    (row,) = await client.read("project.work", [project], ["timesheet_works", "timesheet_start_date"])
+    employee = next(iter((await client.employees()).values()))
+    await client.create(
+        "timesheet.line",
+        [
+            {
+                "work": row["timesheet_works"][0],
+                "employee": employee,
+                "date": row["timesheet_start_date"],
+                "duration": timedelta(hours=1),
+            }
+        ],
+    )
+    await client.button("project.work", "invoice", [project])
+    (draft,) = await client.search_read("account.invoice", [["state", "=", "draft"]], ["id"])
+    await client.write(
+        "account.invoice", [draft["id"]], {"invoice_date": date(2026, 12, 2), "description": "December"}
+    )
+    await client.button("account.invoice", "post", [draft["id"]])
+    calls = client.calls
+
+    found = await b.query(PROJECTS, first=100, filter={"legalEntity": "EU01"})
+
+    tm = next(e["node"] for e in found["projects"]["edges"] if e["node"]["code"] == b.tm.project_code)
+    assert [i["id"] for i in tm["invoices"]] == [f"tryton:{b.invoice_id}", f"tryton:{draft['id']}"]
+    assert Decimal(tm["financials"]["billed"]["amount"]) == b.invoice_total * 3 / 2
+    assert client.calls == calls + 3  # projects, invoices, and the timesheet lines of the renamed one
+
+
+def test_an_invoice_made_by_effort_or_progress_names_its_project_by_the_works_it_invoiced() -> None:
+    a, b = (Project(id=i, name=i, account_id="acct", code=f"P2C-{i}") for i in ("AAAA0001", "BBBB0002"))
+    by_code, by_work = {"P2C-AAAA0001": a, "P2C-BBBB0002": b}, {5: a, 9: b}
+    effort = {"description": "Renamed", "lines.": [{"project_invoice_works.": [{"path": "9/"}]}]}
+    progress = {"lines.": [{"project_invoice_progresses.": [{"work.": {"path": "5/6/"}}]}]}
+
+    assert invoice_project({"description": "P2C-AAAA0001 Rollout"}, by_code, by_work) is a
+    assert invoice_project(effort, by_code, by_work) is b
+    assert invoice_project(progress, by_code, by_work) is a
+    assert invoice_project({"description": "December", "lines.": []}, by_code, by_work) is None
