@@ -33,8 +33,10 @@ DirOption = Annotated[Path, typer.Option("--dir", help="where the config, passwo
 NameOption = Annotated[str, typer.Option("--name", help="the Tryton database name")]
 UrlOption = Annotated[
     str | None,
-    typer.Option("--database-url", help="PostgreSQL server for Tryton, e.g. postgresql://user@host:5432/ "
-                                       "(default: SQLite in --dir)"),
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL server for Tryton, e.g. postgresql://user@host:5432/ (default: SQLite in --dir)",
+    ),
 ]
 PortOption = Annotated[int, typer.Option("--port", min=1, max=65535, help="port trytond listens on")]
 
@@ -46,6 +48,19 @@ def _site(directory: Path, name: str, database_url: str | None) -> TrytonSite:
         )
     uri = database_url.rstrip("/") + "/" if database_url and database_url.startswith("postgresql") else None
     return TrytonSite(directory, name=name, uri=uri)
+
+
+def demo_company(
+    entity: str,
+    name: str = "Northwind Advisory GmbH",
+    currency: str = "EUR",
+    seed: int = 7,
+    accounts: int = 200,
+) -> DemoCompany:
+    """The entity's company in the demo firm: its employees of ``entity`` (PSA users match by e-mail)."""
+    firm = generate_firm(seed, accounts)
+    people = [{"name": e.name, "email": e.email} for e in firm.employees if e.legal_entity == entity]
+    return DemoCompany(entity=entity, name=name, currency=currency.upper(), employees=people)
 
 
 def _serve(site: TrytonSite, port: int) -> None:
@@ -81,12 +96,8 @@ def init(
         if len(currency) != 3 or not currency.isalpha():
             raise ConfigurationError(f"--currency must be an ISO 4217 code, not {currency!r}")
         site = _site(directory, name, database_url)
-        firm = generate_firm(seed, accounts)
-        people = [{"name": e.name, "email": e.email} for e in firm.employees if e.legal_entity == entity]
         typer.echo(f"building Tryton database {name!r} in {site.directory} (the first time takes a minute)")
-        built = site.initialize(
-            DemoCompany(entity=entity, name=company, currency=currency.upper(), employees=people)
-        )
+        built = site.initialize(demo_company(entity, company, currency, seed, accounts))
         typer.echo(
             f"company {built['company']} ({currency.upper()}): {len(built['products'])} service products, "
             f"{len(built['employees'])} employees"

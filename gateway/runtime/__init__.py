@@ -12,7 +12,9 @@
     └── metrics         this app's Prometheus instruments
 
 In the embedded demo (all three systems on in-process sandboxes) start-up also runs backfill once, so the
-store holds the demo firm's cross-references the way a real firm's does after its first day.
+store holds the demo firm's cross-references the way a real firm's does after its first day; when a legal
+entity books in Tryton, its cut-over day follows (``tryton_demo``: pending deals provisioned there, time
+posted, invoices raised and written back).
 
 Request code reaches it with ``get_runtime(request)``, never through a module-level global.
 """
@@ -33,6 +35,7 @@ from gateway.metrics import Metrics
 from gateway.runtime.demo import backfill_demo
 from gateway.runtime.startup import load_mapping
 from gateway.runtime.systems import SystemClient, SystemRuntime, build_system, build_tryton
+from gateway.runtime.tryton_demo import tryton_day_one
 from gateway.settings import Settings
 from gateway.types import SYSTEMS, SystemName
 from resolvers.cache import ReadCache
@@ -51,6 +54,7 @@ class Runtime:
     read_cache: ReadCache = field(default_factory=ReadCache)
     bus: EventBus | None = None  # started by open_runtime
     tryton: Any = None  # the Tryton connector when a legal entity books in Tryton (issue 9)
+    cut_over: list[Any] = field(default_factory=list)  # the demo's Tryton cut-over day, per entity
 
     def client(self, name: SystemName) -> SystemClient:
         """The connector of ``name``; raises ``LookupError`` with the reason when there is none."""
@@ -93,6 +97,8 @@ async def open_runtime(settings: Settings, metrics: Metrics) -> AsyncIterator[Ru
         stack.push_async_callback(runtime.bus.close)
         if all(system.embedded for system in systems.values()):
             await backfill_demo(runtime)
+            if tryton is not None:  # an entity books in Tryton: its cut-over day (tryton_demo)
+                runtime.cut_over = await tryton_day_one(runtime)
         yield runtime
 
 
