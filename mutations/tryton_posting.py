@@ -1,4 +1,5 @@
-"""Approved time → Tryton timesheet lines: the posting flow's adapter for projects booked in Tryton.
+"""Approved time → Tryton timesheet lines (expenses → the exception queue): the posting flow's adapter for
+projects booked in Tryton.
 
 ``mutations.posting.post.post_items`` hands over the entries whose PSA project is linked to a Tryton project
 (cross-reference system ``tryton``); everything else — the queue, heads, exceptions, completion — works as
@@ -16,6 +17,14 @@ Exactly one line per approved entry version, without an external-id upsert:
 Refusals become exceptions with Tryton's reason codes: ``AFTER_END_DATE`` (the work's timesheet end date is
 before the entry), ``ALREADY_BILLED``, ``PERIOD_CLOSED``; an employee missing in Tryton is
 ``MAPPING_MISSING``. Transient failures are retried by the queue like NetSuite's.
+
+Expenses have no honest target in Tryton as installed (``pyproject.toml``: no expense module, so no expense
+report; a supplier invoice from the employee would be an accounting decision — which expense account,
+which journal, is it reimbursable, is it rebilled — that the gateway cannot take, and ``project_invoice``
+would not bill it to the client). An approved expense of a Tryton project therefore becomes an exception
+``EXPENSE_UNSUPPORTED`` (step ``tryton:expense:<id>:v<version>`` FAILED, the head unchanged: never marked
+posted, never dropped) whose fix tells finance to book it in Tryton by hand and resolve the exception; an
+expense that is not (or no longer) approved is ``SKIPPED`` — nothing of it was ever posted.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from mutations.posting.model import (
     ALREADY_BILLED,
     MAPPING_MISSING,
     MAX_ATTEMPTS,
+    POST_EXPENSE,
     POST_TIME,
     Failure,
     PostItem,
@@ -49,13 +59,28 @@ FLOW = "post_time_tryton"
 SYSTEM = "tryton"
 
 
-def step_key(entry_id: int, version: int) -> str:
-    return f"tryton:timesheet:{entry_id}:v{version}"
+EXPENSE_UNSUPPORTED = "EXPENSE_UNSUPPORTED"
+EXPENSE_FIX = (
+    "{entity} books in Tryton, which has no expense reports, so the gateway did not post this expense "
+    "(total {total} {currency}, {category}, spent {date}). Book it in Tryton by hand — as a supplier "
+    "invoice from the employee, or through payroll — and, if the client is to be recharged, add it to the "
+    "client's next invoice; then resolve this exception. Replaying it will not post it."
+)
+
+
+def step_key(entry_id: int, version: int, kind: str = POST_TIME) -> str:
+    noun = "expense" if kind == POST_EXPENSE else "timesheet"
+    return f"tryton:{noun}:{entry_id}:v{version}"
+
+
+def _key(item: PostItem) -> str:
+    return step_key(item.entry_id, item.version, item.spec.kind)
 
 
 async def tryton_projects(deps: FlowDeps, items: Sequence[PostItem]) -> dict[PostItem, int]:
-    """The time entries among ``items`` whose PSA project is a Tryton project → that project's id."""
-    time_items = [i for i in items if i.spec.kind == POST_TIME and i.entry.get("project")]
+    """The time entries and expenses among ``items`` whose PSA project is a Tryton project → its id."""
+    kinds = (POST_TIME, POST_EXPENSE)
+    time_items = [i for i in items if i.spec.kind in kinds and i.entry.get("project")]
     if not time_items or deps.tryton is None:
         return {}
     psa_ids = {str(i.entry["project"]["id"]) for i in time_items}
@@ -191,6 +216,33 @@ async def _post_one(
     return outcome, {"version": item.version, "live": ref, "erp_id": str(line_id), "erp": SYSTEM}, steps
 
 
+def _expense(item: PostItem, entity: str | None) -> tuple[str, dict[str, Any]]:
+    """An expense version of a Tryton project → (SKIPPED, its head); raises ``_Refusal`` when approved."""
+    total = Decimal(str(item.entry.get("total_cost") or 0)).quantize(Decimal("0.01"))
+    if not item.approved or total <= 0:
+        return "SKIPPED", {"version": item.version, "live": None, "erp": SYSTEM}
+    category = (item.entry.get("expense_category") or {}).get("name") or "no category"
+    user = item.entry.get("user") or {}
+    currency = (item.entry.get("client") or {}).get("currency") or ""
+    fix = EXPENSE_FIX.format(
+        entity=entity or "This legal entity",
+        total=total,
+        currency=currency,
+        category=category,
+        date=item.entry.get("spent_date"),
+    )
+    raise _Refusal(
+        _refused(
+            EXPENSE_UNSUPPORTED,
+            f"PSA expense {item.entry_id} ({user.get('name') or 'user ' + str(user.get('id'))}, "
+            f"{total} {currency}) is for a project booked in Tryton, which has no expense reports",
+            fix,
+            step=_key(item),
+            total=str(total),
+        )
+    )
+
+
 class _Refusal(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
@@ -210,10 +262,11 @@ async def post_to_tryton(
         raise ConfigurationError("time for a Tryton project but no Tryton connector (P2C_TRYTON__BASE_URL)")
     entities = deps.tryton_entities()
     entity = entities[0] if entities else None  # one Tryton connector books one company
-    newest: dict[int, PostItem] = {}
+    newest: dict[tuple[str, int], PostItem] = {}  # a time entry and an expense may share an id
     for item in items:
-        if item.entry_id not in newest or newest[item.entry_id].version < item.version:
-            newest[item.entry_id] = item
+        at = (item.spec.kind, item.entry_id)
+        if at not in newest or newest[at].version < item.version:
+            newest[at] = item
     async with deps.sessionmaker.begin() as session:
         run = await RunRepo(session, clock=deps.clock).start(
             FLOW, subject=f"{len(items)} items", input={"items": len(items)}
@@ -225,7 +278,7 @@ async def post_to_tryton(
     report = BatchReport(run.id)
     for item in items:
         report.legal_entities[item] = entity or ""
-        if newest[item.entry_id] is not item:
+        if newest[(item.spec.kind, item.entry_id)] is not item:
             report.outcomes[item] = Outcome("SUPERSEDED")
     mine = [i for i in newest.values() if i.spec.head(i.entry_id) in heads]
     for item in newest.values():
@@ -239,7 +292,8 @@ async def post_to_tryton(
     failures: dict[PostItem, Failure] = {}
     try:
         batch = _Batch(deps, client)
-        lines = await batch.load({items[i] for i in mine}, [i.entry_id for i in mine]) if mine else {}
+        timed = [i for i in mine if i.spec.kind == POST_TIME]
+        lines = await batch.load({items[i] for i in timed}, [i.entry_id for i in timed]) if timed else {}
         for item in mine:
             key = item.spec.head(item.entry_id)
             head = heads.get(key)
@@ -248,7 +302,13 @@ async def post_to_tryton(
                 report.outcomes[item] = Outcome("SUPERSEDED")
                 continue
             try:
-                outcome, new_head, written = await _post_one(batch, item, items[item], lines[item.entry_id])
+                if item.spec.kind == POST_EXPENSE:
+                    outcome, new_head = _expense(item, entity)
+                    written: list[StepRow] = []
+                else:
+                    outcome, new_head, written = await _post_one(
+                        batch, item, items[item], lines[item.entry_id]
+                    )
             except _Refusal as refused:
                 failures[item] = refused.failure
                 continue
@@ -257,7 +317,7 @@ async def post_to_tryton(
                     exc.reason,
                     str(exc),
                     f"Tryton refused the line ({exc.reason}): fix it, then replay",
-                    {"step": step_key(item.entry_id, item.version), **describe_error(exc)},
+                    {"step": _key(item), **describe_error(exc)},
                 )
                 continue
             except (UpstreamUnavailable, UpstreamRateLimited) as exc:
@@ -274,8 +334,6 @@ async def post_to_tryton(
     finally:
         for item, failure in failures.items():
             report.outcomes[item] = Outcome("FAILED", failure=failure)
-            steps.append(
-                StepRow(step_key(item.entry_id, item.version), "post", "FAILED", error=failure.as_error())
-            )
+            steps.append(StepRow(_key(item), "post", "FAILED", error=failure.as_error()))
         await record_batch(deps, report, released, steps, failures, lambda _item: entity, complete)
     return report

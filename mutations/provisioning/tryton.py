@@ -11,18 +11,26 @@ Tryton has no external-id upsert, so each write searches by our reference before
 record makes a finished step never run again. Tryton has no sales order or billing schedule in these
 modules: the project itself is the contract and its invoice method the schedule, so the result names the
 project for both. Cross-references use the system name ``tryton``.
+
+Validation (``validate.check``) asks ``MasterData.load`` instead of NetSuite's reference data: the company
+of the connector, its currencies and rates, employees (by id or e-mail), the service products by code and
+the payment terms by name — what the steps above look up, so a deal they could not provision honestly (a
+missing product used to fall back to any product, a missing term to none) is refused before anything is
+written, with the codes NetSuite's validation uses (``INVALID`` for master data the ERP lacks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from canonical.entities import Project
+from canonical.entities import LegalEntity, Project
 from canonical.enums import BillingMethod, ProjectStatus
 from canonical.ids import step_key
+from canonical.mapping import PaymentTerms
 from mutations.deps import FlowDeps
 from mutations.governance import FlowRunner
 from mutations.identity import ACCOUNT, PROJECT
@@ -31,6 +39,7 @@ from mutations.provisioning.outcomes import ProvisionResult
 from mutations.provisioning.plan import Plan
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.client import TrytonClient
+from subgraphs.erp_tryton.errors import TrytonRejected
 from subgraphs.erp_tryton.mapping import (
     effort_and_price,
     party_values,
@@ -50,6 +59,77 @@ def keys(plan: Plan) -> dict[str, str]:
         job=step_key(SYSTEM, "project", plan.ids.project_id),
     )
     return k
+
+
+@dataclass(frozen=True)
+class MasterData:
+    """Tryton's master data as provisioning needs it (one load per validation; products and employees come
+    from the connector's reference cache)."""
+
+    company: Mapping[str, Any] | None  # the connector's company: name, currency
+    currencies: frozenset[str]
+    rates: Mapping[str, list[tuple[date, Decimal]]]  # currency → (date, rate) newest first
+    employees: frozenset[str]  # ids and e-mails
+    products: frozenset[str]
+    terms: frozenset[str]
+
+    @classmethod
+    async def load(cls, client: TrytonClient) -> MasterData:
+        try:
+            rows = await client.read(
+                "company.company", [client.config.company], ["currency.code", "rec_name"]
+            )
+        except TrytonRejected:  # a company id that is not there: Tryton refuses the read
+            rows = []
+        if not rows:  # every other read is in that company's context and would be refused too
+            return cls(None, frozenset(), {}, frozenset(), frozenset(), frozenset())
+        currencies = await client.search_all("currency.currency", [], ["code"])
+        codes = {int(c["id"]): str(c["code"]) for c in currencies}
+        rates: dict[str, list[tuple[date, Decimal]]] = {}
+        for r in await client.search_all("currency.currency.rate", [], ["currency", "date", "rate"]):
+            rates.setdefault(codes.get(int(r["currency"]), ""), []).append((r["date"], Decimal(r["rate"])))
+        employees = await client.employees()
+        terms = await client.search_all("account.invoice.payment_term", [], ["name"])
+        return cls(
+            company=rows[0] if rows else None,
+            currencies=frozenset(codes.values()),
+            rates={c: sorted(found, reverse=True) for c, found in rates.items()},
+            employees=frozenset([*employees, *(str(i) for i in employees.values())]),
+            products=frozenset(await client.products()),
+            terms=frozenset(str(t["name"]) for t in terms),
+        )
+
+    def entity_missing(self, entity: LegalEntity) -> str | None:
+        if self.company is None:
+            return f"the Tryton company of {entity.code} does not exist in Tryton"
+        currency = str((self.company.get("currency.") or {}).get("code") or "")
+        if currency != entity.currency:
+            return f"the Tryton company of {entity.code} keeps its books in {currency}, not {entity.currency}"
+        return None
+
+    # Without its company nothing else of Tryton can be judged: the entity's problem is the one reported.
+
+    def currency_known(self, code: str) -> bool:
+        return self.company is None or code in self.currencies
+
+    def _rate(self, currency: str, on: date) -> Decimal | None:
+        return next((rate for day, rate in self.rates.get(currency, []) if day <= on), None)
+
+    def rate(self, base: str, quote: str, on: date) -> Decimal | None:
+        """Units of ``quote`` per ``base`` on ``on`` (Tryton keeps each currency's rate to the same unit)."""
+        if base == quote or self.company is None:
+            return Decimal(1)
+        from_rate, to_rate = self._rate(base, on), self._rate(quote, on)
+        return None if not from_rate or to_rate is None else to_rate / from_rate
+
+    def employee_known(self, key: str) -> bool:
+        return self.company is None or key.lower() in self.employees or key in self.employees
+
+    def product_known(self, code: str) -> bool:
+        return self.company is None or code in self.products
+
+    def terms_known(self, terms: PaymentTerms) -> bool:
+        return self.company is None or terms.code in self.terms
 
 
 async def _link(deps: FlowDeps, canonical: str, entity: str, system_id: str, plan: Plan) -> None:

@@ -4,18 +4,24 @@
 and the PSA clients, and answers ``(plan, problems)``: a ``Plan`` only when there is no problem. Field
 names say which record is wrong: ``account.BillingStreet``, ``opportunity.lines[2].ProductCode``,
 ``input.payment_terms`` ...
+
+The ERP's master data is the entity's ERP's (``deps.tryton_for``): NetSuite's reference data, or Tryton's
+(``provisioning.tryton.MasterData``: company, currencies, employees, products, payment terms) for an
+entity that books in Tryton — behind one small ``MasterData`` protocol, so every rule is written once and
+a case that is the same on both ERPs gets the same field and code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
-from canonical.entities import Account, Opportunity
+from canonical.entities import Account, LegalEntity, Opportunity
 from canonical.enums import BillingMethod, OpportunityStage
 from canonical.errors import GatewayError, NotFound, Problem
-from canonical.mapping import MappingMissing, ProjectTemplate, ScheduleKind
+from canonical.mapping import MappingMissing, PaymentTerms, ProjectTemplate, ScheduleKind
 from mutations.deps import FlowDeps
 from mutations.identity import account_id_of
 from mutations.provisioning.plan import (
@@ -29,6 +35,55 @@ from mutations.provisioning.plan import (
 from store.repositories import CrossReferenceRepo, fingerprint
 from subgraphs.crm.mapping import account_from_wire, opportunity_from_wire
 from subgraphs.erp.refdata import Reference
+
+
+class MasterData(Protocol):
+    """The ERP master data validation checks a deal against."""
+
+    def entity_missing(self, entity: LegalEntity) -> str | None: ...
+    def currency_known(self, code: str) -> bool: ...
+    def rate(self, base: str, quote: str, on: date) -> Decimal | None: ...
+    def employee_known(self, key: str) -> bool: ...
+    def product_known(self, code: str) -> bool: ...
+    def terms_known(self, terms: PaymentTerms) -> bool: ...
+
+
+@dataclass(frozen=True)
+class NetSuiteData:
+    """NetSuite's reference data; products and terms are the mapping's ERP ids, checked by the mapping."""
+
+    reference: Reference
+
+    def entity_missing(self, entity: LegalEntity) -> str | None:
+        if self.reference.subsidiary_id(entity.code) is None:
+            return f"subsidiary of {entity.code} does not exist in the ERP"
+        return None
+
+    def currency_known(self, code: str) -> bool:
+        return self.reference.currency_id(code) is not None
+
+    def rate(self, base: str, quote: str, on: date) -> Decimal | None:
+        return self.reference.rate(base, quote, on)
+
+    def employee_known(self, key: str) -> bool:
+        return key in self.reference.employees
+
+    def product_known(self, code: str) -> bool:
+        return True
+
+    def terms_known(self, terms: PaymentTerms) -> bool:
+        return True
+
+
+async def master_data(deps: FlowDeps, legal_entity: str | None) -> MasterData:
+    """The master data of the ERP that books ``legal_entity`` (NetSuite when unknown)."""
+    tryton = deps.tryton_for(legal_entity)
+    if tryton is not None:
+        from mutations.provisioning.tryton import MasterData as TrytonData
+
+        return await TrytonData.load(tryton)
+    return NetSuiteData(await deps.erp.reference_data())
+
 
 CHANGE_ORDER = "Change Order"
 ADDRESS_FIELDS = ("BillingStreet", "BillingCity", "BillingPostalCode", "BillingCountry")
@@ -122,7 +177,6 @@ def check_commercials(deal: Deal, problems: list[Problem]) -> Opportunity | None
 async def check(deps: FlowDeps, deal: Deal, input: EngagementInput) -> tuple[Plan | None, list[Problem]]:
     mapping, problems = deps.mapping, list[Problem]()
     o, a, over = deal.opportunity, deal.account, input.overrides
-    reference: Reference = await deps.erp.reference_data()
     opportunity = check_commercials(deal, problems)
 
     # --- account master data ---------------------------------------------------------------------------
@@ -139,28 +193,25 @@ async def check(deps: FlowDeps, deal: Deal, input: EngagementInput) -> tuple[Pla
             problems.append(
                 Problem("account.Legal_Entity__c", f"unknown legal entity {entity_code!r}", "MAPPING_MISSING")
             )
-        if entity is not None and reference.subsidiary_id(entity.code) is None:
-            problems.append(
-                Problem(
-                    "account.Legal_Entity__c",
-                    f"subsidiary of {entity.code} does not exist in the ERP",
-                    "INVALID",
-                )
-            )
+    erp = await master_data(deps, entity.code if entity is not None else None)
+    if entity is not None:
+        gone = erp.entity_missing(entity)
+        if gone is not None:
+            problems.append(Problem("account.Legal_Entity__c", gone, "INVALID"))
     _missing(problems, a, "account", "Name", "CurrencyIsoCode", *ADDRESS_FIELDS)
     if entity is not None and entity.requires_tax_id and not a.get("Tax_Id__c"):
         problems.append(
             Problem("account.Tax_Id__c", f"{entity.code} requires the {entity.tax_id_label}", "MISSING")
         )
     currency = o.get("CurrencyIsoCode")
-    if currency and reference.currency_id(str(currency)) is None:
+    if currency and not erp.currency_known(str(currency)):
         problems.append(
             Problem("opportunity.CurrencyIsoCode", f"{currency} is not an ERP currency", "INVALID")
         )
     close = date.fromisoformat(str(o["CloseDate"])) if o.get("CloseDate") else None
     rate = None
     if entity is not None and currency and close is not None:
-        rate = reference.rate(str(currency), entity.currency, close)
+        rate = erp.rate(str(currency), entity.currency, close)
         if rate is None:
             problems.append(
                 Problem(
@@ -217,6 +268,10 @@ async def check(deps: FlowDeps, deal: Deal, input: EngagementInput) -> tuple[Pla
             problems.append(
                 Problem(f"opportunity.lines[{n}].ServiceDate", "a milestone needs a date", "MISSING")
             )
+        if code and code in mapping.service_items and not erp.product_known(str(code)):
+            problems.append(
+                Problem(f"opportunity.lines[{n}].ProductCode", f"{code!r} is not an ERP product", "INVALID")
+            )
     terms_code = over.payment_terms or (
         mapping.entity_settings(entity.code).payment_terms if entity else None
     )
@@ -225,10 +280,30 @@ async def check(deps: FlowDeps, deal: Deal, input: EngagementInput) -> tuple[Pla
         problems.append(
             Problem("input.overrides.payment_terms", f"unknown payment terms {terms_code!r}", "INVALID")
         )
-    if input.project_manager is not None and input.project_manager not in reference.employees:
+    elif terms is not None and not erp.terms_known(terms):
+        problems.append(
+            Problem(
+                "input.overrides.payment_terms",
+                f"payment terms {terms.code!r} do not exist in the ERP",
+                "INVALID",
+            )
+        )
+    if input.project_manager is not None and not erp.employee_known(input.project_manager):
         problems.append(
             Problem("input.project_manager", f"no ERP employee {input.project_manager!r}", "INVALID")
         )
+    if template is not None:
+        for name in template.tasks:  # a task's labour category names the product its time is billed at
+            category = mapping.tasks[name].labour_category if name in mapping.tasks else None
+            product = mapping.labour_categories.get(category) if category else None
+            if product and not erp.product_known(product):
+                problems.append(
+                    Problem(
+                        f"input.template.tasks[{name}]",
+                        f"labour category {category!r} bills product {product!r}, not an ERP product",
+                        "INVALID",
+                    )
+                )
 
     # --- the PSA side ---------------------------------------------------------------------------------
     account_id = account_id_of(a) if a else ""
