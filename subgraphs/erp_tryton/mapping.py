@@ -131,6 +131,11 @@ def project_values(
         values["timesheet_start_date"] = project.start_date
     if project.end_date is not None:
         values["timesheet_end_date"] = project.end_date
+    if effort is None and method == "timesheet" and project.budget is not None and list_price > 0:
+        # Tryton has no budget field: a time-and-materials deal's value is kept as the planned effort at the
+        # project's rate (the timesheet method invoices logged time whatever the effort), which
+        # ``project_from_work`` reads back as the budget, as NetSuite's job keeps its projected budget.
+        effort = timedelta(hours=float(project.budget.amount / list_price))
     if effort is not None:
         values["effort_duration"] = effort
     return values
@@ -246,7 +251,9 @@ def project_from_work(row: Mapping[str, Any], *, legal_entity: str) -> Project:
     currency = str(((row.get("company.") or {}).get("currency.") or {}).get("code") or "EUR")
     budget = None
     if row.get("effort_duration") and row.get("list_price") is not None:
-        budget = Money(hours(row["effort_duration"]) * Decimal(row["list_price"]), currency).rounded()
+        # from the exact duration: hours rounded to 0.01 times a rate of thousands would miss by euros
+        planned = Decimal(str(row["effort_duration"].total_seconds())) / 3600
+        budget = Money(planned * Decimal(row["list_price"]), currency).rounded()
     name = str(row.get("name") or "")
     code, _, rest = name.partition(" ")
     return Project(

@@ -263,6 +263,9 @@ async def test_projects_list_tryton_projects_after_netsuite_ones_with_their_fina
     assert tm["billingMethod"] == "TIME_AND_MATERIALS" and tm["account"] == {"id": b.account_id}
     money = {"amount": str(b.invoice_total), "currency": "EUR"}
     assert tm["financials"]["billed"] == money
+    value = Decimal(str(b.tm.value)).quantize(Decimal("0.01"))  # the deal's, as Tryton's planned effort
+    assert tm["financials"]["budgetAmount"] == {"amount": str(value), "currency": "EUR"}
+    assert tm["financials"]["backlog"] == {"amount": str(value - b.invoice_total)}
     assert tm["invoices"] == [
         {"id": f"tryton:{b.invoice_id}", "number": "INV/2026/1", "status": "OPEN", "total": money}
     ]
