@@ -3,7 +3,7 @@
 Same assertions as the NetSuite scenario 16b where they apply: a milestone marked complete twice queues and
 releases once; here the release is its task done in Tryton, and Tryton's own project invoicing then bills
 the milestone's amount once however often it is run. A closed Tryton project refuses with
-``PROJECT_CLOSED`` and is left as it was.
+``PROJECT_CLOSED`` and is left as it was — as a closed NetSuite job now does.
 
 Provisioning makes no PSA milestones (the PSA sandbox has no API for them), so a project manager adding
 one is a row written into the sandbox's store, stamped by its clock, as the expense tests do.
@@ -179,3 +179,29 @@ async def test_a_milestone_of_a_closed_tryton_project_is_project_closed(m: Miles
     assert step.status == "FAILED"
     assert await m.task(name) == before  # Tryton untouched: not marked done by us
     assert before["status."]["name"] != "Done"
+
+
+async def test_netsuite_refuses_a_milestone_of_a_closed_job_alike(posting: Posting) -> None:
+    """The NetSuite path gives the same code for the same case: a closed job releases nothing."""
+    project = next(
+        p
+        for p in posting.flow.firm.projects
+        if p.is_active and p.milestones and any(not m.completed for m in p.milestones)
+    )
+    milestone = next(m for m in project.milestones if not m.completed)
+    await posting.deps.erp.update("job", str(project.erp_job_id), {"status": "closed"})
+    worker = posting.worker(start=await posting.psa_now())
+    worker.pollers = [MilestonePoller(posting.deps)]
+
+    await posting.admin("psa", "POST", f"/__sandbox/psa/milestones/{milestone.erp_id}/complete")
+    await worker.drain()
+
+    async with posting.deps.sessionmaker() as session:
+        found = await ExceptionRepo(session).list(flow=RELEASE_MILESTONE)
+        step = await RunRepo(session).get_step(f"erp:milestoneRelease:{milestone.erp_id}")
+    [exception] = [e for e in found if e.subject == f"psa:milestone:{milestone.erp_id}"]
+    assert exception.reason_code == "PROJECT_CLOSED" and step.status == "FAILED"
+    rows = await posting.deps.erp.suiteql(
+        f"SELECT completed FROM billingschedulemilestone WHERE milestone = '{milestone.erp_id}'"
+    )
+    assert rows and all(str(r["completed"]) not in ("T", "True", "true") for r in rows)
