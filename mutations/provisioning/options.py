@@ -4,7 +4,7 @@ e-mail). Reads only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mutations.deps import FlowDeps
 from mutations.provisioning.validate import read_deal
@@ -71,6 +71,14 @@ async def provisioning_options(deps: FlowDeps, opportunity_crm_id: str) -> Provi
                 psa_user_id=psa_by_email.get(str(email).lower()) if email else None,
             )
         )
+    tryton = deps.tryton_for(entity)
+    if tryton is not None:  # validation checks a Tryton entity's manager against Tryton: offer its employees
+        in_tryton = await tryton.employees()
+        people = [
+            replace(p, erp_employee_id=str(in_tryton[p.email.lower()]))
+            for p in people
+            if p.email and p.email.lower() in in_tryton
+        ]
     if entity:  # the entity's own people first
         people.sort(key=lambda p: p.legal_entity != entity)
     terms = (

@@ -22,6 +22,7 @@ from mutations.identity import account_canonical_id, provisioned_project_canonic
 from mutations.posting.model import EXPENSE, TIME, PostItem
 from mutations.posting.post import post_items
 from mutations.provision import provision_engagement
+from mutations.provisioning.options import provisioning_options
 from mutations.provisioning.plan import EngagementInput, Overrides
 from mutations.replay import replay_exception
 from mutations.time_posting import POST_EXPENSE, ExpensePoller, PostingCaches, TimeEntryPoller
@@ -37,6 +38,7 @@ from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
 TM = "006000000000032AAA"  # account 10, EU01, Consulting, T&M
 US01_TM = "006000000000002AAA"
+FIXED_FEE = "006000000000059AAA"  # account 19, EU01, Managed Services
 
 
 @pytest.fixture(scope="module")
@@ -261,11 +263,22 @@ async def test_employees_and_terms_are_tryton_s_not_netsuite_s(on_tryton: Flow) 
     )
     assert us01.status == "PROVISIONED"
 
-    # A Tryton employee (by e-mail) and Tryton's own terms pass, and the deal is provisioned.
+    # The form offers EU01's managers by their Tryton employee id; one of them and Tryton's own terms pass.
+    options = await provisioning_options(flow.deps, TM)
+    in_tryton = await client.employees()
+    assert options.project_managers
+    assert {p.erp_employee_id for p in options.project_managers} <= {str(i) for i in in_tryton.values()}
+    manager = next(p for p in options.project_managers if p.email and p.email.lower() == person.email.lower())
     result = await provision_engagement(
-        flow.deps, TM, EngagementInput(project_manager=person.email), principal=ADMIN, correlation_id="c-ok"
+        flow.deps, TM, EngagementInput(project_manager=manager.erp_employee_id), principal=ADMIN
     )
     assert result.status == "PROVISIONED"
+    also = await _refused(flow, FIXED_FEE, EngagementInput(project_manager="nobody@example.com"))
+    assert {p.field for p in also.problems} == {"input.project_manager"}
+    by_email = await provision_engagement(
+        flow.deps, FIXED_FEE, EngagementInput(project_manager=person.email), principal=ADMIN
+    )
+    assert by_email.status == "PROVISIONED"  # an e-mail names a Tryton employee too
 
 
 async def test_a_company_missing_in_tryton_is_invalid_on_the_legal_entity(
