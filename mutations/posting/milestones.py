@@ -121,8 +121,12 @@ async def release_milestone(
             raise RuntimeError("no Tryton connector")
 
         async def in_tryton_action() -> Mapping[str, Any]:
+            named = dict(payload)
+            if not named.get("name") and named.get("project_id"):  # Tryton finds the task by its name
+                psa = await deps.psa.milestones(int(str(named["project_id"])))
+                named["name"] = next((m.get("name") for m in psa if str(m["id"]) == milestone_id), None)
             try:
-                return await tryton_milestones.release(client, int(str(in_tryton)), payload)
+                return await tryton_milestones.release(client, int(str(in_tryton)), named)
             except tryton_milestones.Refused as refused:
                 raise ReleaseRefused(
                     refused.code, refused.message, refused.fix, **refused.details

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from mutations.provision import provision_engagement
-from mutations.time_posting import RELEASE_MILESTONE, MilestonePoller, PostingCaches
+from mutations.time_posting import RELEASE_MILESTONE, MilestonePoller, PostingCaches, release_milestone
 from store.models import WorkItem
 from store.repositories import ExceptionRepo, RunRepo
 from subgraphs.erp_tryton.client import TrytonClient
@@ -179,6 +179,21 @@ async def test_a_milestone_of_a_closed_tryton_project_is_project_closed(m: Miles
     assert step.status == "FAILED"
     assert await m.task(name) == before  # Tryton untouched: not marked done by us
     assert before["status."]["name"] != "Done"
+
+
+async def test_a_release_without_the_milestone_s_name_reads_it_from_the_psa(m: Milestones) -> None:
+    """A webhook payload may carry only ids; Tryton knows the milestone's task by its name."""
+    name = sorted(m.tasks)[-1]
+    milestone = m.add(name, amount_of(m.tasks[name]))
+    await m.complete(milestone)
+
+    payload = {"milestone_id": milestone, "project_id": m.psa_project_id}
+    result = await release_milestone(m.posting.deps, payload, correlation_id="c-ids-only")
+    again = await release_milestone(m.posting.deps, payload, correlation_id="c-ids-only-again")
+
+    assert result["released"] is True and result["task"] == str(m.tasks[name]["id"])
+    assert again == result  # the step's stored result: nothing read or written again
+    assert (await m.task(name))["progress"] == 1.0
 
 
 async def test_netsuite_refuses_a_milestone_of_a_closed_job_alike(posting: Posting) -> None:
