@@ -22,7 +22,7 @@ from resolvers.context import Context
 from resolvers.figures import percent
 from resolvers.permissions import financial
 from resolvers.types.money import MoneyType
-from resolvers.types.project import project_rows, tryton_invoice_rows
+from resolvers.types.project import on_tryton, project_rows, tryton_invoice_rows
 
 
 @strawberry.input
@@ -64,12 +64,14 @@ async def portfolio_rows(ctx: Context, f: PortfolioFilter) -> list[PortfolioRow]
     loaders = ctx.loaders
     projects = [
         (p, parent)
-        for p, parent in await project_rows(ctx)  # only the caller's legal entities
+        for p, parent in await project_rows(ctx, f.legal_entity)  # only the caller's legal entities
         if (f.legal_entity is None or p.legal_entity == f.legal_entity)
         and (f.business_line is None or p.business_line == f.business_line)
     ]
     psa = await loaders.psa_project_list.load("*")
-    invoices = [*await loaders.erp_invoice_list.load("*"), *await tryton_invoice_rows(ctx)]
+    invoices = await loaders.erp_invoice_list.load("*")
+    if any(on_tryton(p) for p, _parent in projects):
+        invoices = [*invoices, *await tryton_invoice_rows(ctx)]
     entries = await loaders.psa_all_time.load("*")
     by_psa_project: dict[int, list[TimeEntry]] = defaultdict(list)
     for entry in entries:

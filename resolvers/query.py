@@ -269,7 +269,7 @@ class Query:
 
         tryton = [
             (_tryton_id(p.erp_id), Project.of(p, party))
-            for p, party in await tryton_project_rows(ctx)
+            for p, party in await tryton_project_rows(ctx, f.legal_entity)
             if kept(p)
         ]
         return await _merged(ctx, "job", spec, first, after, jobs, tryton)
@@ -290,9 +290,11 @@ class Query:
             others = tuple(INVOICE_STATUS) if f.status is InvoiceStatus.OPEN else ()
             status = StatusIs(tuple(k for k, v in INVOICE_STATUS.items() if v is f.status), others)
         jobs = None
+        on_tryton = True  # whether Tryton may hold rows of this filter
         if f.project_id is not None:
             row = await load_project_row(ctx, str(f.project_id))
             jobs = (row[0].erp_id,) if row is not None and row[0].erp_id else ()
+            on_tryton = row is None  # a NetSuite job's invoices are all in NetSuite
         spec = ListFilter(
             subsidiaries=await _subsidiaries(ctx, f.legal_entity),
             status=status,
@@ -317,7 +319,7 @@ class Query:
 
         tryton = [
             (_tryton_id(i.erp_id), invoice_node(i, party))
-            for i, party in await tryton_invoice_rows(ctx)
+            for i, party in (await tryton_invoice_rows(ctx, f.legal_entity) if on_tryton else [])
             if kept(i)
         ]
         return await _merged(ctx, "invoice", spec, first, after, invoices, tryton)

@@ -67,28 +67,39 @@ def on_tryton(project: entities.Project) -> bool:
     return (project.erp_id or "").startswith(TRYTON)
 
 
-async def tryton_project_rows(ctx: Context) -> list[ProjectRow]:
-    """The Tryton projects the caller may see, with their party as ``tryton:<id>`` (one read per request)."""
+def _wanted(ctx: Context, legal_entity: str | None) -> str | None:
+    """The Tryton entity, when rows of ``legal_entity`` (None: any) may come from it for this caller."""
     entity = tryton_entity(ctx)
+    return entity if legal_entity is None or legal_entity == entity else None
+
+
+async def tryton_project_rows(ctx: Context, legal_entity: str | None = None) -> list[ProjectRow]:
+    """The Tryton projects the caller may see, with their party as ``tryton:<id>`` (one read per request);
+    none, and no read, when ``legal_entity`` is asked for and Tryton does not book it."""
+    entity = _wanted(ctx, legal_entity)
     if entity is None:
         return []
     rows = await ctx.loaders.tryton_project_list.load(entity)
     return ctx.principal.visible(rows, lambda row: row[0].legal_entity)
 
 
-async def tryton_invoice_rows(ctx: Context) -> list[InvoiceRow]:
-    """The issued Tryton invoices the caller may see, each with its project (one read per request)."""
-    entity = tryton_entity(ctx)
+async def tryton_invoice_rows(ctx: Context, legal_entity: str | None = None) -> list[InvoiceRow]:
+    """The issued Tryton invoices the caller may see, each with its project (one read per request); as
+    ``tryton_project_rows`` for ``legal_entity``."""
+    entity = _wanted(ctx, legal_entity)
     if entity is None:
         return []
     rows = await ctx.loaders.tryton_invoice_list.load(entity)
     return ctx.principal.visible(rows, lambda row: row[0].legal_entity)
 
 
-async def project_rows(ctx: Context) -> list[ProjectRow]:
+async def project_rows(ctx: Context, legal_entity: str | None = None) -> list[ProjectRow]:
     """Every ERP job the caller may see, with its customer's ERP id (one SuiteQL per request), then the
-    Tryton projects (one Tryton read)."""
-    rows, tryton = await asyncio.gather(ctx.loaders.erp_job_list.load("*"), tryton_project_rows(ctx))
+    Tryton projects (one Tryton read, skipped when ``legal_entity`` is asked for and Tryton does not book
+    it; the NetSuite rows are not filtered by it)."""
+    rows, tryton = await asyncio.gather(
+        ctx.loaders.erp_job_list.load("*"), tryton_project_rows(ctx, legal_entity)
+    )
     return [*ctx.principal.visible(rows, lambda row: row[0].legal_entity), *tryton]
 
 

@@ -293,6 +293,22 @@ async def test_a_list_level_costs_one_tryton_read_per_list(booked: Booked) -> No
     assert booked.client.calls == calls + 2  # the project list, the invoice list (financials, invoices)
 
 
+async def test_a_list_of_netsuite_rows_only_reads_nothing_from_tryton(booked: Booked) -> None:
+    b = booked
+    calls = b.client.calls
+
+    projects = await b.query(PROJECTS, first=100, filter={"legalEntity": "US01"})
+    invoices = await b.query(INVOICES, first=100, filter={"legalEntity": "US01"})
+    portfolio = await b.query(PORTFOLIO, filter={"legalEntity": "US01"})
+
+    assert b.client.calls == calls
+    assert projects["projects"]["totalCount"] == len(projects["projects"]["edges"]) > 0
+    assert all(str(e["node"]["erpId"]).isdigit() for e in projects["projects"]["edges"])
+    assert invoices["invoices"]["totalCount"] == len(invoices["invoices"]["edges"]) > 0
+    assert all(str(e["node"]["erpId"]).isdigit() for e in invoices["invoices"]["edges"])
+    assert portfolio["portfolio"] and {r["legalEntity"] for r in portfolio["portfolio"]} == {"US01"}
+
+
 @pytest.mark.parametrize("first", [2, 5])
 async def test_invoices_list_the_tryton_invoice_with_amount_currency_and_status(
     booked: Booked, first: int
