@@ -176,6 +176,15 @@ async def role_poll() -> dict[str, Any]:
     }
 
 
+def _percentiles(lags: list[float]) -> dict[str, float]:
+    ordered = sorted(lags) or [float("nan")]
+    return {
+        "mean": sum(ordered) / len(ordered) * 1000,
+        "p50": ordered[len(ordered) // 2] * 1000,
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    }
+
+
 async def role_work(batch: int, lanes: int) -> dict[str, Any]:
     import sqlalchemy as sa
 
@@ -208,12 +217,16 @@ async def role_work(batch: int, lanes: int) -> dict[str, Any]:
 
         share = worker.shared[0]
         samples: list[tuple[int, int]] = []  # (requests in flight, this worker's slots) every 10 ms
+        lags: list[float] = []  # how late each 10 ms sleep woke: the event loop's lag behind its I/O
 
         async def sample() -> None:
             while True:
                 if first is not None:
                     samples.append((share.limit.stats.in_flight, share.limit.limit))
+                asleep = time.perf_counter()
                 await asyncio.sleep(0.01)
+                if first is not None:
+                    lags.append(time.perf_counter() - asleep - 0.01)
 
         sampling = asyncio.create_task(sample())
         requests_before = share.limit.stats.requests
@@ -226,6 +239,7 @@ async def role_work(batch: int, lanes: int) -> dict[str, Any]:
         # Little's law: mean in flight = request rate × time a request holds its slot
         "in_flight": in_flight,
         "slots": sum(n for _, n in samples) / max(len(samples), 1),
+        "lag_ms": _percentiles(lags),
         "slot_ms": in_flight / (requests / (last - first)) * 1000 if first and requests else float("nan"),
         "first": first,
         "last": last,
@@ -431,7 +445,8 @@ async def bench(args: argparse.Namespace) -> int:
         print(
             f"worker {i}: {r['done']} done, {r['retried']} retried, {r['failed']} failed, {r['lost']} lost, "
             f"peak RSS {r['peak_rss_mb']:.0f} MB, CPU {r['cpu_s']:.1f} s; ERP slots {r['slots']:.1f}, "
-            f"{r['in_flight']:.1f} in flight on average, {r['slot_ms']:.1f} ms per request in its slot"
+            f"{r['in_flight']:.1f} in flight on average, {r['slot_ms']:.1f} ms per request in its slot; "
+            f"event-loop lag mean {r['lag_ms']['mean']:.1f} ms, p99 {r['lag_ms']['p99']:.1f} ms"
         )
     print(
         f"ERP: {requests} requests for {done} entries ({requests / max(done, 1):.3f} per entry), "
@@ -481,7 +496,9 @@ def main() -> None:
     if args.role == "poll":
         print(json.dumps(asyncio.run(role_poll())))
     elif args.role == "work":
-        print(json.dumps(asyncio.run(role_work(args.batch, args.lanes))))
+        from gateway.runtime.loop import run  # the loop `p2c worker` runs on
+
+        print(json.dumps(run(role_work(args.batch, args.lanes))))
     else:
         sys.exit(asyncio.run(bench(args)))
 

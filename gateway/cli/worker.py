@@ -23,7 +23,6 @@ follows ``P2C_TRACING_*`` as in the gateway (service name ``p2c-worker``).
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import ExitStack
 from datetime import timedelta
 from typing import Annotated, Any
@@ -32,6 +31,7 @@ import typer
 
 from gateway.cli._boundary import reported_errors
 from gateway.logs import configure_logging
+from gateway.runtime.loop import run
 from gateway.settings import load_settings
 from gateway.telemetry import process_telemetry
 from gateway.worker import DEFAULT_KEEP_DONE, WorkerReport, run_worker
@@ -111,7 +111,7 @@ def worker(
                 settings, service="p2c-worker", metrics_host=metrics_host, metrics_port=metrics_port
             )
         )
-        report = asyncio.run(
+        report = run(  # uvloop when installed (gateway.runtime.loop)
             run_worker(
                 settings,
                 once=once,
