@@ -185,6 +185,21 @@ async def _add_milestones(deps: FlowDeps, co: ChangeOrder) -> Mapping[str, Any]:
     return {"erp_ids": ids}
 
 
+ERP_UNSUPPORTED = "ERP_UNSUPPORTED"
+
+
+def tryton_change_order(entity: str) -> Problem:
+    return Problem(
+        field="opportunity.Type",
+        message=(
+            f"change orders of {entity} (booked in Tryton) are not amended automatically: add the new "
+            "tasks or raise the planned effort of the Tryton project by hand, then dismiss this exception "
+            "with the Tryton project's reference"
+        ),
+        reason=ERP_UNSUPPORTED,
+    )
+
+
 async def apply_change_order(
     deps: FlowDeps, runner: FlowRunner, deal: Deal, *, refuse: Refuse
 ) -> ProvisionResult:
@@ -196,6 +211,12 @@ async def apply_change_order(
         done = await runner.done(step_key("crm", "opportunity", deal.crm_id, "provisioned"))
         stored = ProvisionResult.from_json(done or {"status": "", "opportunity_crm_id": deal.crm_id})
         return replace(stored, status="ALREADY_PROVISIONED")
+    entity = deal.account.get("Legal_Entity__c")
+    if deps.erp_of(str(entity) if entity else None) == "tryton":
+        # The steps below amend a NetSuite sales order and billing schedule; a Tryton project has
+        # neither. Refused before any write, with the way to do it by hand, rather than booked in the
+        # wrong ERP.
+        raise await refuse(runner, deal, [tryton_change_order(str(entity))])
     co, problems = await check_change_order(deps, deal)
     if co is None:
         raise await refuse(runner, deal, problems)

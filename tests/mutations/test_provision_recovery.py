@@ -216,6 +216,29 @@ async def test_a_change_order_without_a_provisioned_parent_is_refused(flow: Flow
     assert await flow.writes() == {}
 
 
+async def test_a_change_order_of_an_entity_booked_in_tryton_is_refused_before_any_write(flow: Flow) -> None:
+    import dataclasses
+
+    from canonical.errors import ValidationFailed
+
+    eu_deal = "006000000000032AAA"  # account 10, EU01
+    await flow.deps.crm.update(
+        "Opportunity", eu_deal, {"Type": "Change Order", "Parent_Opportunity__c": EXISTING_FIXED_FEE}
+    )
+    await win(flow, eu_deal)
+    flow.deps = dataclasses.replace(flow.deps, erp_by_entity={"EU01": "tryton"})
+    await flow.reset_counters()
+    try:
+        await provision(flow, eu_deal)
+    except ValidationFailed as exc:
+        assert [(p.field, p.reason) for p in exc.problems] == [("opportunity.Type", "ERP_UNSUPPORTED")]
+        assert "booked in Tryton" in exc.problems[0].message
+        assert exc.extensions["reasonCode"] == "VALIDATION_FAILED" and exc.extensions["exceptionId"]
+    else:
+        raise AssertionError("expected ValidationFailed")
+    assert await flow.writes() == {}  # nothing in NetSuite, the PSA or the CRM
+
+
 async def test_sales_may_provision_but_not_replay(flow: Flow) -> None:
     from canonical.errors import PermissionDenied
 
