@@ -4,8 +4,9 @@ The CRM, the PSA and the plan are the same as for NetSuite; only the ERP writes 
 
     tryton:party:<account id>      party.party, ``code`` = the canonical account id (found by it first)
     tryton:project:<project id>    project.work with its tasks in one create (atomic in Tryton), found first
-                                   by ``comment`` = "p2c:<project id>"; the invoice method comes from the
-                                   billing method (T&M → timesheet, fixed fee → effort, milestone → progress)
+                                   by ``comment`` ("p2c:<project id>", then tags such as the business line);
+                                   the invoice method comes from the billing method (T&M → timesheet,
+                                   fixed fee → effort, milestone → progress)
 
 Tryton has no external-id upsert, so each write searches by our reference before it creates; the step
 record makes a finished step never run again. Tryton has no sales order or billing schedule in these
@@ -44,7 +45,7 @@ from subgraphs.erp_tryton.mapping import (
     effort_and_price,
     party_values,
     project_values,
-    reference,
+    reference_domain,
     task_values,
 )
 
@@ -183,7 +184,7 @@ async def project(deps: FlowDeps, client: TrytonClient, plan: Plan, party_id: st
     code = steps.project_code(plan)
     existing = await client.search_read(
         "project.work",
-        [["comment", "=", reference(plan.ids.project_id)], ["type", "=", "project"]],
+        [reference_domain(plan.ids.project_id), ["type", "=", "project"]],
         ["children"],
         limit=1,
     )

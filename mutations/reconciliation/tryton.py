@@ -35,7 +35,7 @@ from canonical import analytics
 from mutations.billing.tryton import fingerprint
 from subgraphs.erp.refdata import Reference
 from subgraphs.erp_tryton.client import TrytonClient
-from subgraphs.erp_tryton.mapping import INVOICE_FIELDS, invoice_from_row, logged_hours
+from subgraphs.erp_tryton.mapping import INVOICE_FIELDS, invoice_from_row, logged_hours, parse_reference
 
 Record = dict[str, Any]
 PREFIX = "tryton:"
@@ -89,11 +89,10 @@ def jobs_of(works: list[Record], subsidiary: str) -> tuple[list[Record], dict[in
     job_of_timesheet: dict[int, str] = {}
     for work in works:
         if work.get("type") == "project":
-            comment = str(work.get("comment") or "")
             name = str(work.get("name") or "")
             jobs.append({
                 "id": tid(work["id"]),
-                "externalid": comment.removeprefix("p2c:") if comment.startswith("p2c:") else None,
+                "externalid": parse_reference(work.get("comment"))[0],
                 "entityid": _code_of(name),
                 "companyname": name,
                 "parent": tid(work.get("party")),

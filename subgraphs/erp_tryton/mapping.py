@@ -50,8 +50,25 @@ def graph_id(record_id: int | str) -> str:
     return f"{PREFIX}{record_id}"
 
 
-def reference(canonical_id: str) -> str:
-    return f"p2c:{canonical_id}"
+def reference(canonical_id: str, **tags: str | None) -> str:
+    """A work's comment: ``p2c:<canonical id>`` on the first line, then ``key: value`` per tag given — what
+    the canonical record has and Tryton has no field for (a project's business line)."""
+    return "\n".join([f"p2c:{canonical_id}", *(f"{key}: {value}" for key, value in tags.items() if value)])
+
+
+def reference_domain(canonical_id: str) -> list[Any]:
+    """The search domain that finds the work ``reference(canonical_id, ...)`` was written on, whatever its
+    tags: the comment is the reference alone or the reference and a newline (no prefix match on the id)."""
+    exact = reference(canonical_id)
+    escaped = exact.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return ["OR", ["comment", "=", exact], ["comment", "like", f"{escaped}\n%"]]
+
+
+def parse_reference(comment: object) -> tuple[str | None, dict[str, str]]:
+    """``reference``'s inverse: the canonical id (None when the work is not ours) and the tags."""
+    first, *rest = str(comment or "").splitlines() or [""]
+    tags = dict(line.split(": ", 1) for line in rest if ": " in line)
+    return (first.removeprefix("p2c:") or None) if first.startswith("p2c:") else None, tags
 
 
 def line_reference(entry_id: int, version: int) -> str:
@@ -124,7 +141,7 @@ def project_values(
         "product": product,
         "list_price": list_price,
         "timesheet_available": True,
-        "comment": reference(project.id),
+        "comment": reference(project.id, business_line=project.business_line),
         "children": one2many_create(list(tasks)),
     }
     if project.start_date is not None:
@@ -246,7 +263,7 @@ def account_from_party(row: Mapping[str, Any], *, legal_entity: str, currency: s
 
 def project_from_work(row: Mapping[str, Any], *, legal_entity: str) -> Project:
     """A project work read with ``WORK_FIELDS``."""
-    comment = str(row.get("comment") or "")
+    canonical_id, tags = parse_reference(row.get("comment"))
     method = METHODS_BACK.get(str(row.get("project_invoice_method") or ""), BillingMethod.TIME_AND_MATERIALS)
     currency = str(((row.get("company.") or {}).get("currency.") or {}).get("code") or "EUR")
     budget = None
@@ -257,11 +274,12 @@ def project_from_work(row: Mapping[str, Any], *, legal_entity: str) -> Project:
     name = str(row.get("name") or "")
     code, _, rest = name.partition(" ")
     return Project(
-        id=comment.removeprefix("p2c:") if comment.startswith("p2c:") else f"tryton:{row['id']}",
+        id=canonical_id or f"tryton:{row['id']}",
         name=rest if code.startswith("P2C-") else name,
         account_id=str((row.get("party.") or {}).get("code") or ""),
         code=code if code.startswith("P2C-") else None,
         legal_entity=legal_entity,
+        business_line=tags.get("business_line"),
         billing_method=method,
         status=ProjectStatus.ACTIVE,
         start_date=row.get("timesheet_start_date"),

@@ -29,7 +29,7 @@ from mutations.time_posting import POST_EXPENSE, ExpensePoller, PostingCaches, T
 from store.repositories import ExceptionRepo, RunRepo
 from store.repositories.postings import PostingRepo
 from subgraphs.erp_tryton.client import TrytonClient
-from subgraphs.erp_tryton.mapping import reference
+from subgraphs.erp_tryton.mapping import reference_domain
 from subgraphs.psa.mapping import version_of
 from subgraphs.psa.sandbox.app import PsaSandbox
 from tests.mutations.conftest import ADMIN, Flow
@@ -206,7 +206,7 @@ async def _nothing_written(client: TrytonClient, flow: Flow, opportunity: str, a
     account_id = account_canonical_id(account_crm_id)
     assert await client.search_read("party.party", [["code", "=", account_id]], ["id"]) == []
     project = provisioned_project_canonical_id(opportunity)
-    assert await client.search_read("project.work", [["comment", "=", reference(project)]], ["id"]) == []
+    assert await client.search_read("project.work", [reference_domain(project)], ["id"]) == []
     assert await flow.writes() == {}  # nor in the CRM, the PSA or NetSuite
 
 

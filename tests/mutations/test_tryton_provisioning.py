@@ -17,7 +17,7 @@ from mutations.identity import account_canonical_id, provisioned_project_canonic
 from mutations.provision import ProvisionResult, provision_engagement
 from store.repositories import CrossReferenceRepo, ExceptionRepo
 from subgraphs.erp_tryton.client import TrytonClient
-from subgraphs.erp_tryton.mapping import reference
+from subgraphs.erp_tryton.mapping import parse_reference, reference_domain
 from tests.mutations.conftest import ADMIN, Flow
 from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
@@ -67,10 +67,22 @@ async def test_time_and_materials_deal_becomes_a_party_and_a_timesheet_project(o
     assert party["name"] == flow.firm.accounts[10].name and party["addresses"]
     project_id = provisioned_project_canonical_id(TM)
     (project,) = await client.search_read(
-        "project.work", [["comment", "=", reference(project_id)]],
-        ["party", "project_invoice_method", "children.name", "children.timesheet_works", "list_price"],
+        "project.work",
+        [reference_domain(project_id)],
+        [
+            "party",
+            "project_invoice_method",
+            "children.name",
+            "children.timesheet_works",
+            "list_price",
+            "comment",
+        ],
     )
     assert str(project["id"]) == result.erp_job_id
+    # Tryton has no business-line field: the canonical one rides on the comment, under the reference
+    opportunity = await flow.deps.crm.get("Opportunity", TM)
+    line = opportunity["Business_Line__c"]
+    assert line and parse_reference(project["comment"]) == (project_id, {"business_line": line})
     assert project["party"] == party["id"] and project["project_invoice_method"] == "timesheet"
     tasks = {c["name"]: c for c in project["children."]}
     assert tasks and all(c["timesheet_works"] for c in tasks.values())

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from canonical.errors import UpstreamAuthFailed
 from subgraphs.erp_tryton.errors import TrytonRejected
+from subgraphs.erp_tryton.mapping import parse_reference, reference, reference_domain
 from subgraphs.erp_tryton.wire import decode, encode
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
@@ -121,6 +122,25 @@ async def test_pages_walk_every_row_in_id_order(tryton: Server) -> None:
     assert [len(p) for p in pages] == [3, 3, 1]
     ids = [r["id"] for p in pages for r in p]
     assert ids == sorted(ids)
+
+
+async def test_a_reference_finds_its_work_whatever_the_tags_and_never_by_prefix(tryton: Server) -> None:
+    """Project comments carry the canonical id and tags (the business line Tryton has no field for)."""
+    comments = {
+        "p_1": reference("p_1", business_line="Consulting"),
+        "p_10": reference("p_10"),  # "p_1" is its prefix; "_" is a LIKE wildcard
+        "pX1": reference("pX1", business_line="Cloud"),  # matches "p_1" if "_" were not escaped
+    }
+    async with tryton.client() as client:
+        ids = await client.create("project.work", [{"name": k, "type": "task", "comment": c}
+                                                   for k, c in comments.items()])
+        found = {k: await client.search_read("project.work", [reference_domain(k)], ["comment"])
+                 for k in comments}
+    expected = {k: [i] for k, i in zip(comments, ids, strict=True)}
+    assert {k: [r["id"] for r in rows] for k, rows in found.items()} == expected
+    assert parse_reference(found["p_1"][0]["comment"]) == ("p_1", {"business_line": "Consulting"})
+    assert parse_reference(found["p_10"][0]["comment"]) == ("p_10", {})
+    assert parse_reference("someone else's note") == (None, {})
 
 
 async def test_periods_and_reference_data(tryton: Server) -> None:
