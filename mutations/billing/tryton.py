@@ -31,7 +31,7 @@ from mutations.pollers import _parse as parse_stamp
 from store.repositories import CrossReferenceRepo, CursorRepo, OutboxRepo, WorkQueueRepo
 from subgraphs.crm.mapping import receivables_to_wire
 from subgraphs.erp_tryton.client import TrytonClient
-from subgraphs.erp_tryton.mapping import INVOICE_FIELDS, invoice_from_row
+from subgraphs.erp_tryton.mapping import INVOICE_FIELDS, ISSUED, invoice_from_row
 from subgraphs.erp_tryton.wire import Record
 
 TRYTON_CURSOR = "tryton.invoices.write_date"
@@ -59,8 +59,12 @@ def _stamp(row: Record) -> datetime | None:
 async def read_invoices(
     client: TrytonClient, since: datetime | None
 ) -> tuple[list[Record], dict[int, Record]]:
-    """Customer invoices changed at or after ``since`` (all when None) and their payment lines by id."""
-    domain: list[Any] = [["type", "=", "out"]]
+    """Issued customer invoices changed at or after ``since`` (all when None) and their payment lines by id.
+
+    Only issued ones (``ISSUED``: posted, paid or cancelled, with a number), as in the graph: a draft is the
+    accountant's work in progress, owed by nobody — in the CRM it would be an invoice the customer never
+    got, dated the day it was seen. It reaches the CRM when it is posted."""
+    domain: list[Any] = list(ISSUED)
     if since is not None:
         naive = since.astimezone(UTC).replace(tzinfo=None)
         domain.append(["OR", ["write_date", ">=", naive], ["create_date", ">=", naive]])

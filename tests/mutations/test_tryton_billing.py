@@ -21,11 +21,11 @@ from mutations.billing.tryton import TrytonInvoicePoller
 from mutations.billing_feedback import CRM_WRITEBACK, crm_writeback
 from mutations.deps import FlowDeps
 from mutations.identity import account_canonical_id
-from mutations.provision import provision_engagement
 from store.models import OutboxEvent
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.client import TrytonClient
-from tests.mutations.conftest import ADMIN, Flow
+from tests.mutations.conftest import Flow
+from tests.mutations.tryton_flow import log_and_invoice, post_invoice, use_tryton, win_and_provision
 from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
 TM = "006000000000032AAA"  # account 10, EU01, T&M
@@ -50,33 +50,33 @@ class Feedback:
 
     async def bill(self, spent: float) -> int:
         """Time on the project, Tryton's invoice run, the invoice posted → its id."""
-        (project,) = await self.client.read("project.work", [self.project], ["timesheet_works",
-                                                                             "timesheet_start_date"])
-        employee = next(iter((await self.client.employees()).values()))
-        await self.client.create("timesheet.line", [{
-            "work": project["timesheet_works"][0], "employee": employee,
-            "date": project["timesheet_start_date"], "duration": timedelta(hours=spent),
-        }])
-        before = {r["id"] for r in await self.client.search_read("account.invoice", [], ["id"])}
-        await self.client.button("project.work", "invoice", [self.project])
-        (invoice,) = [r["id"] for r in await self.client.search_read("account.invoice", [], ["id"])
-                      if r["id"] not in before]
-        await self.client.write("account.invoice", [invoice], {"invoice_date": date(2026, 11, 30)})
-        await self.client.button("account.invoice", "post", [invoice])
-        return int(invoice)
+        return await log_and_invoice(self.client, self.project, spent)
 
     async def pay(self, invoice: int, amount: str) -> None:
         method = await self.client.payment_method()
         (row,) = await self.client.read(
             "account.invoice", [invoice], ["currency", "company", "amount_to_pay"]
         )
-        start = {"amount": Decimal(amount), "payment_method": method, "date": date(2026, 12, 1),
-                 "description": "bank transfer", "currency": row["currency"], "company": row["company"]}
+        start = {
+            "amount": Decimal(amount),
+            "payment_method": method,
+            "date": date(2026, 12, 1),
+            "description": "bank transfer",
+            "currency": row["currency"],
+            "company": row["company"],
+        }
         states: list[tuple[str, dict[str, Any]]] = [("choice", {"start": start})]
         if Decimal(amount) < row["amount_to_pay"]:  # partial: Tryton asks what to do with the rest
-            ask = {"type": "partial", "amount": Decimal(amount), "lines": [], "payment_lines": [],
-                   "company": row["company"], "invoice": invoice, "currency": row["currency"],
-                   "amount_writeoff": Decimal(0)}
+            ask = {
+                "type": "partial",
+                "amount": Decimal(amount),
+                "lines": [],
+                "payment_lines": [],
+                "company": row["company"],
+                "invoice": invoice,
+                "currency": row["currency"],
+                "amount_writeoff": Decimal(0),
+            }
             states = [("choice", {"start": start}), ("pay", {"start": start, "ask": ask})]
         await self.client.wizard("account.invoice.pay", "account.invoice", [invoice], states)
 
@@ -88,13 +88,9 @@ class Feedback:
 
 @pytest.fixture
 async def feedback(flow: Flow, tryton: Server) -> AsyncIterator[Feedback]:
-    tryton.reset()
-    client = tryton.client()
-    deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"}, clock=lambda: NOW)
-    flow.deps = deps
-    await deps.crm.update("Opportunity", TM, {"StageName": "Closed Won"})
-    result = await provision_engagement(deps, TM, principal=ADMIN, correlation_id="c-billing")
-    assert result.status == "PROVISIONED", result
+    client = use_tryton(flow, tryton)
+    flow.deps = deps = dataclasses.replace(flow.deps, clock=lambda: NOW)
+    result = await win_and_provision(flow, TM, "c-billing")
     crm_account = flow.firm.accounts[10].crm_id
     account = account_canonical_id(crm_account)
     async with deps.sessionmaker.begin() as session:
@@ -104,8 +100,12 @@ async def feedback(flow: Flow, tryton: Server) -> AsyncIterator[Feedback]:
     async def writeback(job: Job) -> object:
         return await crm_writeback(deps, job.payload, correlation_id=job.correlation_id)
 
-    worker = Worker(deps.sessionmaker, {CRM_WRITEBACK: writeback},
-                    pollers=[TrytonInvoicePoller(deps, lag=timedelta(0))], clock=lambda: NOW)
+    worker = Worker(
+        deps.sessionmaker,
+        {CRM_WRITEBACK: writeback},
+        pollers=[TrytonInvoicePoller(deps, lag=timedelta(0))],
+        clock=lambda: NOW,
+    )
     yield Feedback(flow, deps, client, int(str(result.erp_job_id)), account, crm_account, worker)
     await client.aclose()
 
@@ -125,8 +125,11 @@ async def test_invoice_and_payments_reach_the_crm_once_per_change(feedback: Feed
     assert posted.payload["account_id"] == f.account
     (record,) = await f.deps.crm.invoices_by_p2c_ids([f"tryton:{invoice}"])
     assert (record["Status__c"], record["Name"]) == ("OPEN", "INV/2026/1")
-    account = (await f.deps.crm.query_all(
-        f"SELECT Id, Open_Receivables__c FROM Account WHERE Id = '{f.crm_account}'"))[0]
+    account = (
+        await f.deps.crm.query_all(
+            f"SELECT Id, Open_Receivables__c FROM Account WHERE Id = '{f.crm_account}'"
+        )
+    )[0]
     assert Decimal(str(account["Open_Receivables__c"])) == total
 
     await f.worker.drain()  # nothing changed in Tryton: nothing new anywhere
@@ -138,10 +141,14 @@ async def test_invoice_and_payments_reach_the_crm_once_per_change(feedback: Feed
     assert [e.topic for e in events] == ["payment.received", "invoice.status_changed"]
     assert events[0].payload["payment"]["amount"] == {"amount": "200.00", "currency": "EUR"}
     assert (events[1].payload["invoice"]["status"], events[1].payload["invoice"]["previousStatus"]) == (
-        "PARTIALLY_PAID", "OPEN"
+        "PARTIALLY_PAID",
+        "OPEN",
     )
-    account = (await f.deps.crm.query_all(
-        f"SELECT Id, Open_Receivables__c, Last_Payment_Date__c FROM Account WHERE Id = '{f.crm_account}'"))[0]
+    account = (
+        await f.deps.crm.query_all(
+            f"SELECT Id, Open_Receivables__c, Last_Payment_Date__c FROM Account WHERE Id = '{f.crm_account}'"
+        )
+    )[0]
     assert Decimal(str(account["Open_Receivables__c"])) == total - 200
     assert str(account["Last_Payment_Date__c"]) == "2026-12-01"
 
@@ -155,11 +162,27 @@ async def test_invoice_and_payments_reach_the_crm_once_per_change(feedback: Feed
     assert Decimal(str(record["Amount_Remaining__c"])) == 0 and Decimal(str(record["Amount__c"])) == total
 
 
+async def test_a_draft_invoice_stays_out_of_the_crm_until_it_is_posted(feedback: Feedback) -> None:
+    f = feedback
+    draft = await log_and_invoice(f.client, f.project, 2, post=False)
+    await f.worker.drain()
+    assert await f.outbox() == []  # the accountant's work in progress: owed by nobody yet
+    assert await f.deps.crm.invoices_by_p2c_ids([f"tryton:{draft}"]) == []
+
+    await post_invoice(f.client, draft)
+    await f.worker.drain()
+    (posted,) = await f.outbox()
+    assert posted.topic == "invoice.status_changed" and posted.payload["invoice"]["status"] == "OPEN"
+    (record,) = await f.deps.crm.invoices_by_p2c_ids([f"tryton:{draft}"])
+    assert record["Status__c"] == "OPEN"
+
+
 async def test_the_due_date_is_the_payment_terms(feedback: Feedback) -> None:
     invoice = await feedback.bill(1)
     await feedback.worker.drain()
 
     (event,) = [e for e in await feedback.outbox() if e.payload["invoice"]["erpId"] == str(invoice)]
     assert (event.payload["invoice"]["tranDate"], event.payload["invoice"]["dueDate"]) == (
-        "2026-11-30", "2026-12-30"  # the party's NET30 term, which provisioning set
+        "2026-11-30",
+        "2026-12-30",  # the party's NET30 term, which provisioning set
     )
