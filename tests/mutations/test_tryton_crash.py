@@ -40,13 +40,24 @@ def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 async def _project(server: Server) -> tuple[int, str]:
     async with server.client() as client:
-        (party,) = await client.create("party.party", [{"name": "Crash Test GmbH",
-                                                        "addresses": [["create", [{"street": "1 Weg"}]]]}])
+        (party,) = await client.create(
+            "party.party", [{"name": "Crash Test GmbH", "addresses": [["create", [{"street": "1 Weg"}]]]}]
+        )
         product = (await client.products())["CONSULT-JR"]["id"]
-        (project,) = await client.create("project.work", [{
-            "name": "Crash test", "type": "project", "party": party, "project_invoice_method": "timesheet",
-            "product": product, "list_price": Decimal("160"), "timesheet_available": True,
-        }])
+        (project,) = await client.create(
+            "project.work",
+            [
+                {
+                    "name": "Crash test",
+                    "type": "project",
+                    "party": party,
+                    "project_invoice_method": "timesheet",
+                    "product": product,
+                    "list_price": Decimal("160"),
+                    "timesheet_available": True,
+                }
+            ],
+        )
         return project, next(iter(await client.employees()))
 
 
@@ -72,21 +83,41 @@ def test_sigkill_mid_batch_leaves_exactly_one_line_per_entry(tryton: Server, tmp
     asyncio.run(link())
     person = next(e for e in generate_firm(SEED, ACCOUNTS).employees if e.email == email)
     items = [
-        {"kind": "post_time", "version": 1, "entry": {
-            "id": 800000 + n, "spent_date": "2026-11-20", "hours": 1.5, "notes": "", "is_closed": True,
-            "billable": True, "user": {"id": person.psa_user_id, "name": person.name},
-            "project": {"id": PSA_PROJECT, "code": "CRASH", "name": "Crash test"},
-            "task": {"id": 1, "name": "x"},
-        }}
+        {
+            "kind": "post_time",
+            "version": 1,
+            "entry": {
+                "id": 800000 + n,
+                "spent_date": "2026-11-20",
+                "hours": 1.5,
+                "notes": "",
+                "is_closed": True,
+                "billable": True,
+                "user": {"id": person.psa_user_id, "name": person.name},
+                "project": {"id": PSA_PROJECT, "code": "CRASH", "name": "Crash test"},
+                "task": {"id": 1, "name": "x"},
+            },
+        }
         for n in range(ENTRIES)
     ]
     config = tryton.config()
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({
-        "database_url": database_url, "seed": SEED, "accounts": ACCOUNTS, "items": items,
-        "password": config.password.get_secret_value(),
-        "tryton": {"base_url": config.base_url, "database": config.database, "company": config.company},
-    }))
+    job.write_text(
+        json.dumps(
+            {
+                "database_url": database_url,
+                "seed": SEED,
+                "accounts": ACCOUNTS,
+                "items": items,
+                "password": config.password.get_secret_value(),
+                "tryton": {
+                    "base_url": config.base_url,
+                    "database": config.database,
+                    "company": config.company,
+                },
+            }
+        )
+    )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("P2C_")}, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "tests.mutations.tryton_crash_child", str(job)]
 

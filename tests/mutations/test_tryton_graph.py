@@ -15,9 +15,7 @@ import pytest
 
 from canonical.entities import Project
 from canonical.principal import Principal
-from mutations.deps import FlowDeps
 from mutations.identity import account_canonical_id, provisioned_project_canonical_id
-from mutations.provision import provision_engagement
 from mutations.provisioning.outcomes import ProvisionResult
 from resolvers.context import Context, build_context
 from resolvers.schema import build_schema
@@ -25,6 +23,7 @@ from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.mapping import invoice_project
 from tests.mutations.conftest import ADMIN, Flow
+from tests.mutations.tryton_flow import log_and_invoice, use_tryton, win_and_provision
 from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
 TM = "006000000000032AAA"  # account 10, EU01
@@ -41,32 +40,12 @@ def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 async def test_health_of_a_tryton_account_comes_from_tryton(flow: Flow, tryton: Server) -> None:
-    tryton.reset()
-    async with tryton.client() as client:
-        deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"})
-        await deps.crm.update("Opportunity", TM, {"StageName": "Closed Won"})
-        result = await provision_engagement(deps, TM, principal=ADMIN, correlation_id="c-graph")
-        assert result.status == "PROVISIONED", result
+    async with use_tryton(flow, tryton) as client:
+        deps = flow.deps
+        result = await win_and_provision(flow, TM, "c-graph")
         project = int(str(result.erp_job_id))
-        (row,) = await client.read(
-            "project.work", [project], ["timesheet_works", "timesheet_start_date", "list_price"]
-        )
-        employee = next(iter((await client.employees()).values()))
-        await client.create(
-            "timesheet.line",
-            [
-                {
-                    "work": row["timesheet_works"][0],
-                    "employee": employee,
-                    "date": row["timesheet_start_date"],
-                    "duration": timedelta(hours=2),
-                }
-            ],
-        )
-        await client.button("project.work", "invoice", [project])
-        (invoice,) = await client.search_read("account.invoice", [], ["id"])
-        await client.write("account.invoice", [invoice["id"]], {"invoice_date": date(2026, 11, 30)})
-        await client.button("account.invoice", "post", [invoice["id"]])
+        (row,) = await client.read("project.work", [project], ["list_price"])
+        await log_and_invoice(client, project, 2)
         total = (2 * row["list_price"]).quantize(Decimal("0.01"))
 
         context = build_context(
@@ -161,40 +140,14 @@ class Booked:
         return answer.data
 
 
-async def _provision(deps: FlowDeps, opportunity: str) -> ProvisionResult:
-    await deps.crm.update("Opportunity", opportunity, {"StageName": "Closed Won"})
-    result = await provision_engagement(deps, opportunity, principal=ADMIN, correlation_id="c-lists")
-    assert result.status == "PROVISIONED", result
-    return result
-
-
 @pytest.fixture
 async def booked(flow: Flow, tryton: Server) -> AsyncIterator[Booked]:
-    tryton.reset()
-    client = tryton.client()
-    flow.deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"})
-    tm = await _provision(flow.deps, TM)
-    fixed = await _provision(flow.deps, FIXED_FEE)
+    client = use_tryton(flow, tryton)
+    tm = await win_and_provision(flow, TM, "c-lists")
+    fixed = await win_and_provision(flow, FIXED_FEE, "c-lists")
     project = int(str(tm.erp_job_id))
-    (row,) = await client.read(
-        "project.work", [project], ["timesheet_works", "timesheet_start_date", "list_price"]
-    )
-    employee = next(iter((await client.employees()).values()))
-    await client.create(
-        "timesheet.line",
-        [
-            {
-                "work": row["timesheet_works"][0],
-                "employee": employee,
-                "date": row["timesheet_start_date"],
-                "duration": timedelta(hours=2),
-            }
-        ],
-    )
-    await client.button("project.work", "invoice", [project])
-    (invoice,) = await client.search_read("account.invoice", [], ["id"])
-    await client.write("account.invoice", [invoice["id"]], {"invoice_date": date(2026, 11, 30)})
-    await client.button("account.invoice", "post", [invoice["id"]])
+    (row,) = await client.read("project.work", [project], ["timesheet_start_date", "list_price"])
+    invoice = await log_and_invoice(client, project, 2)
     # the same work in the PSA, where the portfolio's revenue comes from
     psa_project = int(str(tm.psa_project_id))
     assignment = (await flow.deps.psa.task_assignments(psa_project))[0]
@@ -219,7 +172,7 @@ async def booked(flow: Flow, tryton: Server) -> AsyncIterator[Booked]:
         client,
         tm,
         fixed,
-        int(invoice["id"]),
+        invoice,
         (2 * row["list_price"]).quantize(Decimal("0.01")),
         Decimal(str(entry["billable_rate"])) * 2,
         account_id,
@@ -359,24 +312,45 @@ async def test_portfolio_rows_of_a_netsuite_entity_and_of_the_tryton_one(booked:
     assert [r for r in rows if r["legalEntity"] != "EU01"] == [
         r for r in without if r["legalEntity"] != "EU01"
     ]
-    # Tryton projects carry no business line: their rows are EU01's own
-    tryton_rows = {r["month"]: r for r in rows if (r["legalEntity"], r["businessLine"]) == ("EU01", "")}
-    assert not [r for r in without if (r["legalEntity"], r["businessLine"]) == ("EU01", "")]
+    # Tryton projects keep their deal's business line (a tag in the work's comment): no row without one
+    assert all(r["businessLine"] for r in rows)
     month = AS_OF.strftime("%Y-%m")
-    fixed_budget = await b.query(
-        "query($id: ID!) { project(id: $id) { financials { budgetAmount { amount } backlog { amount } } } }",
-        id=provisioned_project_canonical_id(FIXED_FEE),
-    )
-    tm = await b.query(
-        "query($id: ID!) { project(id: $id) { financials { backlog { amount } } } }",
-        id=provisioned_project_canonical_id(TM),
-    )
-    backlog = Decimal(fixed_budget["project"]["financials"]["backlog"]["amount"]) + Decimal(
-        tm["project"]["financials"]["backlog"]["amount"]
-    )
-    assert tryton_rows[month]["backlog"] == {"amount": str(backlog), "currency": "EUR"}
-    revenue = sum((Decimal(r["revenue"]["amount"]) for r in tryton_rows.values()), Decimal(0))
-    assert revenue == b.revenue > 0
+    figures = "financials { budgetAmount { amount } backlog { amount } }"
+    tryton = [
+        (await b.query(f"query($id: ID!) {{ project(id: $id) {{ businessLine {figures} }} }}", id=pid))[
+            "project"
+        ]
+        for pid in (provisioned_project_canonical_id(FIXED_FEE), provisioned_project_canonical_id(TM))
+    ]
+
+    def added(field: str, line: str | None = None, only_month: str | None = None) -> Decimal:
+        """What Tryton's projects add to EU01's rows: with them minus without them."""
+
+        def total(rs: list[dict[str, Any]]) -> Decimal:
+            return sum(
+                (
+                    Decimal(r[field]["amount"])
+                    for r in rs
+                    if r["legalEntity"] == "EU01"
+                    and (line is None or r["businessLine"] == line)
+                    and (only_month is None or r["month"] == only_month)
+                ),
+                Decimal(0),
+            )
+
+        return total(rows) - total(without)
+
+    for project in tryton:
+        assert project["businessLine"]
+    backlog = sum((Decimal(p["financials"]["backlog"]["amount"]) for p in tryton), Decimal(0))
+    assert added("backlog", only_month=month) == backlog and added("backlog") == backlog
+    by_line: dict[str, Decimal] = {}
+    for p in tryton:
+        line = p["businessLine"]
+        by_line[line] = by_line.get(line, Decimal(0)) + Decimal(p["financials"]["backlog"]["amount"])
+    for line, amount in by_line.items():  # each lands in its own business line's row of the month
+        assert added("backlog", line=line, only_month=month) == amount
+    assert added("revenue") == b.revenue > 0
 
 
 async def test_a_principal_of_us01_sees_no_tryton_row(booked: Booked) -> None:

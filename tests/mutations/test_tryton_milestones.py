@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from mutations.provision import provision_engagement
 from mutations.time_posting import RELEASE_MILESTONE, MilestonePoller, PostingCaches, release_milestone
 from store.models import WorkItem
 from store.repositories import ExceptionRepo, RunRepo
@@ -28,8 +27,9 @@ from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.errors import TrytonRejected
 from subgraphs.erp_tryton.wire import hours
 from subgraphs.psa.sandbox.app import PsaSandbox
-from tests.mutations.conftest import ADMIN, Flow
+from tests.mutations.conftest import Flow
 from tests.mutations.posting_support import Posting
+from tests.mutations.tryton_flow import use_tryton, win_and_provision
 from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
 MILESTONE = "006000000000033AAA"  # account 10, EU01, billed by milestone → a progress project in Tryton
@@ -93,12 +93,8 @@ class Milestones:
 
 @pytest.fixture
 async def m(flow: Flow, tryton: Server) -> AsyncIterator[Milestones]:
-    tryton.reset()  # the PSA sandbox starts afresh per test, its milestone ids too: so does Tryton
-    client = tryton.client()
-    flow.deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"})
-    await flow.deps.crm.update("Opportunity", MILESTONE, {"StageName": "Closed Won"})
-    result = await provision_engagement(flow.deps, MILESTONE, principal=ADMIN, correlation_id="c-milestone")
-    assert result.status == "PROVISIONED", result
+    client = use_tryton(flow, tryton)
+    result = await win_and_provision(flow, MILESTONE, "c-milestone")
     posting = Posting(flow, PostingCaches(ttl_s=0))
     later = await posting.psa_now() + timedelta(hours=1)
     flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from mutations.provision import provision_engagement
 from mutations.time_posting import POST_TIME, PostingCaches
 from store.repositories import ExceptionRepo
 from store.repositories.postings import PostingRepo
@@ -24,8 +23,9 @@ from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.mapping import timesheet_values
 from subgraphs.erp_tryton.wire import hours
 from subgraphs.psa.mapping import version_of
-from tests.mutations.conftest import ADMIN, Flow
+from tests.mutations.conftest import Flow
 from tests.mutations.posting_support import Posting
+from tests.mutations.tryton_flow import use_tryton, win_and_provision
 from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
 TM = "006000000000032AAA"  # account 10, EU01, Consulting, T&M
@@ -51,26 +51,27 @@ class OnTryton:
     async def entry(self, *, spent: float = 2.5, on: date | None = None) -> int:
         on = on or self.start + timedelta(days=1)
         body = {
-            "project_id": self.psa_project_id, "task_id": self.psa_task_id, "user_id": self.psa_user_id,
-            "spent_date": on.isoformat(), "hours": spent, "notes": "tryton posting test",
+            "project_id": self.psa_project_id,
+            "task_id": self.psa_task_id,
+            "user_id": self.psa_user_id,
+            "spent_date": on.isoformat(),
+            "hours": spent,
+            "notes": "tryton posting test",
         }
         return int((await self.posting.deps.psa.create_time_entry(body))["id"])
 
     async def lines(self, entry_id: int) -> list[dict[str, Any]]:
         return await self.client.search_read(
-            "timesheet.line", [["description", "like", f"psa:{entry_id}:v%"]],
+            "timesheet.line",
+            [["description", "like", f"psa:{entry_id}:v%"]],
             ["description", "duration", "date", "employee", "work", "invoice_line"],
         )
 
 
 @pytest.fixture
 async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[OnTryton]:
-    tryton.reset()  # the PSA sandbox starts afresh per test, its entry ids too: so does Tryton
-    client = tryton.client()
-    flow.deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"})
-    await flow.deps.crm.update("Opportunity", TM, {"StageName": "Closed Won"})
-    result = await provision_engagement(flow.deps, TM, principal=ADMIN, correlation_id="c-posting")
-    assert result.status == "PROVISIONED", result
+    client = use_tryton(flow, tryton)
+    result = await win_and_provision(flow, TM, "c-posting")
     posting = Posting(flow, PostingCaches(ttl_s=0))
     later = await posting.psa_now() + timedelta(hours=1)
     flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
@@ -79,9 +80,16 @@ async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[OnTryton]:
     person = next(e for e in flow.firm.employees if e.legal_entity == "EU01")
     dates = ["timesheet_start_date", "timesheet_end_date"]
     (project,) = await client.read("project.work", [int(str(result.erp_job_id))], dates)
-    yield OnTryton(posting, client, int(project["id"]), psa_project, int(assignment["task"]["id"]),
-                   person.psa_user_id, project["timesheet_start_date"],
-                   project["timesheet_end_date"])
+    yield OnTryton(
+        posting,
+        client,
+        int(project["id"]),
+        psa_project,
+        int(assignment["task"]["id"]),
+        person.psa_user_id,
+        project["timesheet_start_date"],
+        project["timesheet_end_date"],
+    )
     await client.aclose()
 
 
@@ -166,8 +174,9 @@ async def test_a_line_tryton_kept_but_the_gateway_did_not_record_is_adopted(on_t
     employees = await t.client.employees()
     (work,) = (await t.client.read("project.work", [t.project_id], ["timesheet_works"]))[0]["timesheet_works"]
     version = version_of(str(psa["updated_at"]))  # what intake will queue
-    orphan_values = timesheet_values(int(work), next(iter(employees.values())), t.start,
-                                     Decimal("2.5"), entry, version)
+    orphan_values = timesheet_values(
+        int(work), next(iter(employees.values())), t.start, Decimal("2.5"), entry, version
+    )
     (orphan,) = await t.client.create("timesheet.line", [orphan_values])
 
     await t.posting.round(start)
