@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from store.db import check_connection, make_engine, make_sessionmaker
 from store.errors import StoreUnavailable
 from store.migrate import upgrade_to_head
+from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
 
 TEST_DATABASE_URL: str | None = os.environ.get("P2C_TEST_DATABASE_URL") or None
 POSTGRES_SKIP_REASON = "P2C_TEST_DATABASE_URL not set: PostgreSQL tests skipped"
@@ -191,3 +192,11 @@ async def sessionmaker(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[
             )
         finally:
             await outer.rollback()
+
+
+@pytest.fixture(scope="module")
+def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real trytond on a free port over this module's own copy of the built demo database (the build
+    is done once per run and kept as a snapshot: ``tests/subgraphs/erp_tryton/tryton_support.py``)."""
+    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
+        yield server

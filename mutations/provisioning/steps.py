@@ -124,9 +124,9 @@ async def customer(deps: FlowDeps, plan: Plan) -> Mapping[str, Any]:
     return {"erp_id": erp_id, "reused": found is not None, "matched_by": rule}
 
 
-async def job(deps: FlowDeps, plan: Plan, customer_id: str) -> Mapping[str, Any]:
-    reference = await deps.erp.reference_data()
-    project = Project(
+def canonical_project(plan: Plan) -> Project:
+    """The canonical project a plan provisions, in whichever ERP books its legal entity."""
+    return Project(
         id=plan.ids.project_id,
         name=plan.name,
         account_id=plan.ids.account_id,
@@ -140,6 +140,11 @@ async def job(deps: FlowDeps, plan: Plan, customer_id: str) -> Mapping[str, Any]
         budget=plan.value,
         manager=plan.project_manager,
     )
+
+
+async def job(deps: FlowDeps, plan: Plan, customer_id: str) -> Mapping[str, Any]:
+    reference = await deps.erp.reference_data()
+    project = canonical_project(plan)
     # jobBillingType comes from the mapping in force (fixed fee → fixed-bid milestone in the demo firm's)
     body: dict[str, Any] = dict(job_body(project, customer_id, reference, deps.mapping))
     body.update(

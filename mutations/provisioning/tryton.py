@@ -28,8 +28,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from canonical.entities import LegalEntity, Project
-from canonical.enums import BillingMethod, ProjectStatus
+from canonical.entities import LegalEntity
+from canonical.enums import BillingMethod
 from canonical.ids import step_key
 from canonical.mapping import PaymentTerms
 from mutations.deps import FlowDeps
@@ -191,20 +191,7 @@ async def project(deps: FlowDeps, client: TrytonClient, plan: Plan, party_id: st
     if existing:
         project_id = int(existing[0]["id"])
     else:
-        canonical = Project(
-            id=plan.ids.project_id,
-            name=plan.name,
-            account_id=plan.ids.account_id,
-            code=code,
-            business_line=plan.business_line.name,
-            legal_entity=plan.legal_entity.code,
-            billing_method=plan.method,
-            status=ProjectStatus.ACTIVE,
-            start_date=plan.start,
-            end_date=plan.end,
-            budget=plan.value,
-            manager=plan.project_manager,
-        )
+        canonical = steps.canonical_project(plan)
         product, price = await _product(client, plan, deps, None)
         effort: timedelta | None = None
         if plan.method is BillingMethod.TIME_AND_MATERIALS:

@@ -6,7 +6,7 @@ the graph then shows both ERPs — projects, invoices, portfolio — and the rec
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +23,7 @@ from gateway.runtime.tryton_demo import DayOne
 from gateway.settings import load_settings
 from store.migrate import upgrade_to_head
 from tests.gateway.conftest import started
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.subgraphs.erp_tryton.tryton_support import Server
 
 PROJECTS = """query($filter: ProjectFilter) { projects(first: 100, filter: $filter) { totalCount edges {
   node { id erpId code legalEntity financials { billed { amount currency } }
@@ -33,11 +33,6 @@ RECONCILE = """query($f: ReconciliationFilter!) { reconciliation(filter: $f) { l
   checks { check sourceRecords targetRecords mismatches }
   mismatches { category legalEntity erpId psaId crmId detail } } }"""
 
-
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 class Demo:

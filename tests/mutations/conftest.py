@@ -36,6 +36,7 @@ from subgraphs.psa.sandbox import create_app as psa_app
 
 if TYPE_CHECKING:
     from tests.mutations.posting_support import Posting
+    from tests.subgraphs.erp_tryton.tryton_support import Server
 
 FLOW_SEED = 7
 FLOW_ACCOUNTS = 30
@@ -161,3 +162,13 @@ async def posting(flow: Flow) -> AsyncIterator[Posting]:
     later = await made.psa_now() + timedelta(hours=1)
     flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
     yield made
+
+
+@pytest.fixture
+async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[Flow]:
+    """The flow with EU01 booked in the module's real Tryton, restored to its built state."""
+    from tests.mutations.tryton_flow import use_tryton  # it imports this module
+
+    client = use_tryton(flow, tryton)
+    yield flow
+    await client.aclose()

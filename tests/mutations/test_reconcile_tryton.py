@@ -9,7 +9,7 @@ and a report over every entity holds both ERPs' records, each checked against it
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -41,7 +41,7 @@ from subgraphs.erp_tryton.client import TrytonClient
 from tests.mutations.conftest import ADMIN, Flow
 from tests.mutations.posting_support import Posting
 from tests.mutations.test_reconcile import sync_firm
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.subgraphs.erp_tryton.tryton_support import Server
 
 TM = "006000000000032AAA"  # account 10, EU01, T&M, closes 2026-12-04
 UNPROVISIONED = "006000000000059AAA"  # account 19, EU01, closes 2026-12-22, not won in the demo firm
@@ -49,11 +49,6 @@ DECEMBER = (date(2026, 12, 1), date(2026, 12, 31))
 AS_OF = date(2026, 12, 31)  # the write-back's day, so the CRM's account figures are as of it
 HOURS = (2.5, 3.0, 1.5)  # the third is posted after the invoice run: a line still editable in Tryton
 
-
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 @dataclasses.dataclass

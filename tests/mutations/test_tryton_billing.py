@@ -8,7 +8,7 @@ a round with nothing new writes nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,16 +26,11 @@ from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.client import TrytonClient
 from tests.mutations.conftest import Flow
 from tests.mutations.tryton_flow import log_and_invoice, post_invoice, use_tryton, win_and_provision
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.subgraphs.erp_tryton.tryton_support import Server
 
 TM = "006000000000032AAA"  # account 10, EU01, T&M
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
-
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 @dataclasses.dataclass

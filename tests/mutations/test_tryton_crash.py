@@ -12,11 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-
-import pytest
 
 from mutations.identity import PROJECT
 from store.db import make_engine, make_sessionmaker
@@ -24,18 +21,13 @@ from store.migrate import upgrade_to_head
 from store.repositories import CrossReferenceRepo
 from store.repositories.postings import PostingRepo
 from subgraphs.demo import generate_firm
-from tests.subgraphs.erp_tryton.tryton_support import ACCOUNTS, SEED, Server, tryton_server
+from tests.subgraphs.erp_tryton.tryton_support import ACCOUNTS, SEED, Server
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRIES = 60
 PSA_PROJECT = 990001
 CANONICAL = "00000000-0000-4000-8000-00000000c0de"
 
-
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 async def _project(server: Server) -> tuple[int, str]:

@@ -10,7 +10,6 @@ refused there leaves nothing in Tryton, the PSA or the CRM.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -34,31 +33,14 @@ from subgraphs.psa.mapping import version_of
 from subgraphs.psa.sandbox.app import PsaSandbox
 from tests.mutations.conftest import ADMIN, Flow
 from tests.mutations.posting_support import Posting
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.mutations.tryton_flow import tryton_of
+from tests.subgraphs.erp_tryton.tryton_support import Server
 
 TM = "006000000000032AAA"  # account 10, EU01, Consulting, T&M
 US01_TM = "006000000000002AAA"
 FIXED_FEE = "006000000000059AAA"  # account 19, EU01, Managed Services
 
 
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
-
-
-@pytest.fixture
-async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[Flow]:
-    tryton.reset()  # each test changes Tryton's master data or the PSA's ids start afresh
-    client = tryton.client()
-    flow.deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"})
-    yield flow
-    await client.aclose()
-
-
-def _client(flow: Flow) -> TrytonClient:
-    assert flow.deps.tryton is not None
-    return flow.deps.tryton
 
 
 # --- expenses ---------------------------------------------------------------------------------------------
@@ -124,7 +106,7 @@ async def x(on_tryton: Flow) -> Expenses:
 async def test_an_approved_expense_of_a_tryton_project_is_an_exception_finance_can_act_on(
     x: Expenses,
 ) -> None:
-    client = _client(x.posting.flow)
+    client = tryton_of(x.posting.flow)
     invoices = await client.search_read("account.invoice", [], ["id"])
     start = await x.posting.psa_now()
     expense_id = x.log("412.30")
@@ -167,7 +149,7 @@ async def test_time_and_expense_with_the_same_psa_id_are_routed_apart(x: Expense
     """A time entry and an expense may share an id in the PSA; in one batch (a replay, a direct call: the
     worker batches by kind) neither may shadow the other."""
     assignment = (await x.posting.deps.psa.task_assignments(x.psa_project_id))[0]
-    client = _client(x.posting.flow)
+    client = tryton_of(x.posting.flow)
     (project,) = await client.read("project.work", [x.project_id], ["timesheet_start_date"])
     entry = await x.posting.deps.psa.create_time_entry(
         {
@@ -219,7 +201,7 @@ async def _refused(flow: Flow, opportunity: str, input: EngagementInput | None =
 
 
 async def test_a_product_archived_in_tryton_is_invalid_and_nothing_is_written(on_tryton: Flow) -> None:
-    flow, client = on_tryton, _client(on_tryton)
+    flow, client = on_tryton, tryton_of(on_tryton)
     [line] = [ln for ln in await flow.deps.crm.lines_for_opportunities([TM])][:1]
     code = str(line["ProductCode"])
     products = await client.search_read("product.product", [["code", "=", code]], ["id"])
@@ -240,7 +222,7 @@ async def test_a_product_archived_in_tryton_is_invalid_and_nothing_is_written(on
 
 
 async def test_employees_and_terms_are_tryton_s_not_netsuite_s(on_tryton: Flow) -> None:
-    flow, client = on_tryton, _client(on_tryton)
+    flow, client = on_tryton, tryton_of(on_tryton)
     reference_data = await flow.deps.erp.reference_data()
     netsuite_employee = next(iter(reference_data.employees))  # an id NetSuite knows, Tryton does not
     person = next(e for e in flow.firm.employees if e.legal_entity == "EU01")
@@ -284,7 +266,7 @@ async def test_employees_and_terms_are_tryton_s_not_netsuite_s(on_tryton: Flow) 
 async def test_a_company_missing_in_tryton_is_invalid_on_the_legal_entity(
     on_tryton: Flow, tryton: Server
 ) -> None:
-    flow, client = on_tryton, _client(on_tryton)
+    flow, client = on_tryton, tryton_of(on_tryton)
     missing = tryton.client(company=999)
     flow.deps = dataclasses.replace(flow.deps, tryton=missing)
     try:

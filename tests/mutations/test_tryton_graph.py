@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,7 +24,7 @@ from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.mapping import invoice_project
 from tests.mutations.conftest import ADMIN, Flow
 from tests.mutations.tryton_flow import log_and_invoice, use_tryton, win_and_provision
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.subgraphs.erp_tryton.tryton_support import Server
 
 TM = "006000000000032AAA"  # account 10, EU01
 HEALTH = """
@@ -32,11 +32,6 @@ query($id: ID!) { account(id: $id) { id name health {
   billedToDate { amount currency } paidToDate { amount } openReceivables { amount } overdue { amount } } } }
 """
 
-
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 async def test_health_of_a_tryton_account_comes_from_tryton(flow: Flow, tryton: Server) -> None:

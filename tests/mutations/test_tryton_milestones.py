@@ -12,15 +12,14 @@ one is a row written into the sandbox's store, stamped by its clock, as the expe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from mutations.time_posting import RELEASE_MILESTONE, MilestonePoller, PostingCaches, release_milestone
+from mutations.time_posting import RELEASE_MILESTONE, MilestonePoller, release_milestone
 from store.models import WorkItem
 from store.repositories import ExceptionRepo, RunRepo
 from subgraphs.erp_tryton.client import TrytonClient
@@ -29,16 +28,10 @@ from subgraphs.erp_tryton.wire import hours
 from subgraphs.psa.sandbox.app import PsaSandbox
 from tests.mutations.conftest import Flow
 from tests.mutations.posting_support import Posting
-from tests.mutations.tryton_flow import use_tryton, win_and_provision
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.mutations.tryton_flow import provisioned_for_posting, use_tryton
+from tests.subgraphs.erp_tryton.tryton_support import Server
 
 MILESTONE = "006000000000033AAA"  # account 10, EU01, billed by milestone → a progress project in Tryton
-
-
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 @dataclasses.dataclass
@@ -94,10 +87,7 @@ class Milestones:
 @pytest.fixture
 async def m(flow: Flow, tryton: Server) -> AsyncIterator[Milestones]:
     client = use_tryton(flow, tryton)
-    result = await win_and_provision(flow, MILESTONE, "c-milestone")
-    posting = Posting(flow, PostingCaches(ttl_s=0))
-    later = await posting.psa_now() + timedelta(hours=1)
-    flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
+    result, posting = await provisioned_for_posting(flow, MILESTONE, "c-milestone")
     (project,) = await client.read(
         "project.work",
         [int(str(result.erp_job_id))],

@@ -9,14 +9,14 @@ not record (a worker killed in between) is adopted, never doubled.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from mutations.time_posting import POST_TIME, PostingCaches
+from mutations.time_posting import POST_TIME
 from store.repositories import ExceptionRepo
 from store.repositories.postings import PostingRepo
 from subgraphs.erp_tryton.client import TrytonClient
@@ -25,16 +25,10 @@ from subgraphs.erp_tryton.wire import hours
 from subgraphs.psa.mapping import version_of
 from tests.mutations.conftest import Flow
 from tests.mutations.posting_support import Posting
-from tests.mutations.tryton_flow import use_tryton, win_and_provision
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.mutations.tryton_flow import provisioned_for_posting, use_tryton
+from tests.subgraphs.erp_tryton.tryton_support import Server
 
 TM = "006000000000032AAA"  # account 10, EU01, Consulting, T&M
-
-
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
 
 
 @dataclasses.dataclass
@@ -71,10 +65,7 @@ class OnTryton:
 @pytest.fixture
 async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[OnTryton]:
     client = use_tryton(flow, tryton)
-    result = await win_and_provision(flow, TM, "c-posting")
-    posting = Posting(flow, PostingCaches(ttl_s=0))
-    later = await posting.psa_now() + timedelta(hours=1)
-    flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
+    result, posting = await provisioned_for_posting(flow, TM, "c-posting")
     psa_project = int(str(result.psa_project_id))
     assignment = (await flow.deps.psa.task_assignments(psa_project))[0]
     person = next(e for e in flow.firm.employees if e.legal_entity == "EU01")

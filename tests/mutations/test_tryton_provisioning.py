@@ -7,8 +7,6 @@ run writes nothing. NetSuite (US01) is untouched.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 
 import pytest
@@ -16,33 +14,15 @@ import pytest
 from mutations.identity import account_canonical_id, provisioned_project_canonical_id
 from mutations.provision import ProvisionResult, provision_engagement
 from store.repositories import CrossReferenceRepo, ExceptionRepo
-from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.mapping import parse_reference, reference_domain
 from tests.mutations.conftest import ADMIN, Flow
-from tests.subgraphs.erp_tryton.tryton_support import Server, tryton_server
+from tests.mutations.tryton_flow import tryton_of
 
 TM = "006000000000032AAA"  # account 10, EU01, Consulting, T&M
 FIXED_FEE = "006000000000059AAA"  # account 19, EU01, Managed Services
 MILESTONE = "006000000000033AAA"  # account 10 again: the party is reused
 
 
-@pytest.fixture(scope="module")
-def tryton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with tryton_server(tmp_path_factory.mktemp("tryton")) as server:
-        yield server
-
-
-@pytest.fixture
-async def on_tryton(flow: Flow, tryton: Server) -> AsyncIterator[Flow]:
-    client = tryton.client()
-    flow.deps = dataclasses.replace(flow.deps, tryton=client, erp_by_entity={"EU01": "tryton"})
-    yield flow
-    await client.aclose()
-
-
-def _client(flow: Flow) -> TrytonClient:
-    assert flow.deps.tryton is not None
-    return flow.deps.tryton
 
 
 async def _win_and_provision(flow: Flow, opportunity: str) -> ProvisionResult:
@@ -57,7 +37,7 @@ async def _win_and_provision(flow: Flow, opportunity: str) -> ProvisionResult:
 
 
 async def test_time_and_materials_deal_becomes_a_party_and_a_timesheet_project(on_tryton: Flow) -> None:
-    flow, client = on_tryton, _client(on_tryton)
+    flow, client = on_tryton, tryton_of(on_tryton)
     result = await _win_and_provision(flow, TM)
 
     assert result.status == "PROVISIONED", result
@@ -105,7 +85,7 @@ async def test_time_and_materials_deal_becomes_a_party_and_a_timesheet_project(o
 
 
 async def test_fixed_fee_invoices_effort_and_milestones_progress_on_the_same_party(on_tryton: Flow) -> None:
-    flow, client = on_tryton, _client(on_tryton)
+    flow, client = on_tryton, tryton_of(on_tryton)
     fixed = await _win_and_provision(flow, FIXED_FEE)
     milestone = await _win_and_provision(flow, MILESTONE)
 

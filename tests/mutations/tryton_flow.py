@@ -7,8 +7,10 @@ import dataclasses
 from datetime import date, timedelta
 
 from mutations.provision import ProvisionResult, provision_engagement
+from mutations.time_posting import PostingCaches
 from subgraphs.erp_tryton.client import TrytonClient
 from tests.mutations.conftest import ADMIN, Flow
+from tests.mutations.posting_support import Posting
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
 INVOICE_DATE = date(2026, 11, 30)  # Tryton refuses invoice dates after its own today
@@ -22,6 +24,11 @@ def use_tryton(flow: Flow, server: Server) -> TrytonClient:
     return client
 
 
+def tryton_of(flow: Flow) -> TrytonClient:
+    assert flow.deps.tryton is not None, "no entity books in Tryton: use the on_tryton fixture"
+    return flow.deps.tryton
+
+
 async def win_and_provision(flow: Flow, opportunity: str, correlation_id: str) -> ProvisionResult:
     await flow.deps.crm.update("Opportunity", opportunity, {"StageName": "Closed Won"})
     result = await provision_engagement(
@@ -29,6 +36,18 @@ async def win_and_provision(flow: Flow, opportunity: str, correlation_id: str) -
     )
     assert result.status == "PROVISIONED", result
     return result
+
+
+async def provisioned_for_posting(
+    flow: Flow, opportunity: str, correlation_id: str
+) -> tuple[ProvisionResult, Posting]:
+    """The deal provisioned and the posting harness on it, the flows' clock an hour past the PSA's (the
+    poller's lag window then covers what the test logs)."""
+    result = await win_and_provision(flow, opportunity, correlation_id)
+    posting = Posting(flow, PostingCaches(ttl_s=0))
+    later = await posting.psa_now() + timedelta(hours=1)
+    flow.deps = dataclasses.replace(flow.deps, clock=lambda: later)
+    return result, posting
 
 
 async def log_and_invoice(client: TrytonClient, project: int, hours: float, *, post: bool = True) -> int:
