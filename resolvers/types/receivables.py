@@ -15,6 +15,7 @@ from resolvers.context import Context, Info
 from resolvers.types.money import MoneyType
 from subgraphs.erp.mapping import credit_memo_from_record, payment_from_record
 from subgraphs.erp.wire import Record
+from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
 
 if TYPE_CHECKING:
     from resolvers.types.account import Account
@@ -67,7 +68,14 @@ class Invoice:
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Invoice | None:
+        """A NetSuite invoice by canonical id; a Tryton one (``tryton:<id>``) among the caller's Tryton
+        invoices (never a NetSuite read for it)."""
+        from resolvers.types.project import invoice_node, tryton_invoice_rows
+
         ctx = info.context
+        if str(id).startswith(TRYTON):
+            tryton = next((r for r in await tryton_invoice_rows(ctx) if r[0].id == str(id)), None)
+            return invoice_node(*tryton) if tryton is not None else None
         row = await ctx.loaders.erp_invoice_by_canonical_id.load(str(id))
         if row is None or not ctx.principal.visible([row], lambda r: r[0].legal_entity):
             return None

@@ -366,6 +366,35 @@ async def test_a_principal_of_us01_sees_no_tryton_row(booked: Booked) -> None:
     assert project["project"] is None
 
 
+ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
+  ... on Invoice { id number erpId total { amount currency } } ... on Project { id erpId } } }"""
+
+
+async def test_a_supergraph_resolves_tryton_invoices_and_projects_by_key(booked: Booked) -> None:
+    b = booked
+    project_id = provisioned_project_canonical_id(TM)
+    reps = [
+        {"__typename": "Invoice", "id": f"tryton:{b.invoice_id}"},
+        {"__typename": "Project", "id": project_id},
+        {"__typename": "Invoice", "id": "tryton:999999"},  # no such invoice in Tryton
+    ]
+    found = (await b.query(ENTITIES, r=[dict(r) for r in reps]))["_entities"]  # strawberry pops keys
+    assert found == [
+        {
+            "id": f"tryton:{b.invoice_id}",
+            "number": "INV/2026/1",
+            "erpId": f"tryton:{b.invoice_id}",
+            "total": {"amount": str(b.invoice_total), "currency": "EUR"},
+        },
+        {"id": project_id, "erpId": f"tryton:{b.tm.erp_job_id}"},
+        None,
+    ]
+
+    calls = b.client.calls
+    hidden = (await b.query(ENTITIES, US_ONLY, r=[dict(r) for r in reps]))["_entities"]
+    assert hidden == [None, None, None] and b.client.calls == calls  # another entity's: not even read
+
+
 async def test_a_bad_cursor_is_refused_with_a_code(booked: Booked) -> None:
     bad = base64.urlsafe_b64encode(b"p2c:t:x").decode()
     answer = await build_schema().execute(
