@@ -34,7 +34,6 @@ RECONCILE = """query($f: ReconciliationFilter!) { reconciliation(filter: $f) { l
   mismatches { category legalEntity erpId psaId crmId detail } } }"""
 
 
-
 class Demo:
     def __init__(self, client: httpx.AsyncClient, day: DayOne, token: str, server: Server) -> None:
         self.client, self.day, self.token, self.server = client, day, token, server

@@ -50,7 +50,6 @@ AS_OF = date(2026, 12, 31)  # the write-back's day, so the CRM's account figures
 HOURS = (2.5, 3.0, 1.5)  # the third is posted after the invoice run: a line still editable in Tryton
 
 
-
 @dataclasses.dataclass
 class Booked:
     flow: Flow

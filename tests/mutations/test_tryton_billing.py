@@ -32,7 +32,6 @@ TM = "006000000000032AAA"  # account 10, EU01, T&M
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-
 @dataclasses.dataclass
 class Feedback:
     flow: Flow

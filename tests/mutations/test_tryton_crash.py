@@ -29,7 +29,6 @@ PSA_PROJECT = 990001
 CANONICAL = "00000000-0000-4000-8000-00000000c0de"
 
 
-
 async def _project(server: Server) -> tuple[int, str]:
     async with server.client() as client:
         (party,) = await client.create(

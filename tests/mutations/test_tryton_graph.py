@@ -33,7 +33,6 @@ query($id: ID!) { account(id: $id) { id name health {
 """
 
 
-
 async def test_health_of_a_tryton_account_comes_from_tryton(flow: Flow, tryton: Server) -> None:
     async with use_tryton(flow, tryton) as client:
         deps = flow.deps

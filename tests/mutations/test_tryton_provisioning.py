@@ -23,8 +23,6 @@ FIXED_FEE = "006000000000059AAA"  # account 19, EU01, Managed Services
 MILESTONE = "006000000000033AAA"  # account 10 again: the party is reused
 
 
-
-
 async def _win_and_provision(flow: Flow, opportunity: str) -> ProvisionResult:
     await flow.deps.crm.update("Opportunity", opportunity, {"StageName": "Closed Won"})
     await flow.reset_counters()
