@@ -35,6 +35,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,15 +117,21 @@ def postgres_url() -> str:
     return url
 
 
-@pytest.fixture
-def pg_scratch_url(postgres_url: str) -> Iterator[str]:
-    base = make_url(postgres_url)
+@contextmanager
+def _scratch_postgres(postgres_url: str) -> Iterator[str]:
+    """A new empty database beside the test database, dropped afterwards."""
     name = f"p2c_test_{uuid.uuid4().hex[:16]}"
     _run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
     try:
-        yield base.set(database=name).render_as_string(hide_password=False)
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     finally:
         _run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_scratch_url(postgres_url: str) -> Iterator[str]:
+    with _scratch_postgres(postgres_url) as url:
+        yield url
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -166,6 +173,22 @@ def scratch_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = _sqlite_url(tmp_path / "scratch.db")
     upgrade_to_head(url)
     return url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated store of the module's own, on each backend: for modules that build state once and only
+    read it (a PostgreSQL one is a database of its own, dropped after the module)."""
+    if request.param == "postgres":
+        with _scratch_postgres(request.getfixturevalue("postgres_url")) as url:
+            upgrade_to_head(url)
+            yield url
+        return
+    url = _sqlite_url(tmp_path_factory.mktemp("store") / "store.db")
+    upgrade_to_head(url)
+    yield url
 
 
 @pytest.fixture

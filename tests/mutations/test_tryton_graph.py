@@ -1,194 +1,56 @@
 """The graph over a legal entity booked in Tryton (EU01): the same queries as for NetSuite, the rows from
-Tryton — account health, the project and invoice lists, a project's financials, the portfolio — and none of
-them for a caller who may not see EU01."""
+Tryton — the project and invoice lists, a project's financials, the portfolio, federation lookups — and
+none of them for a caller who may not see EU01.
+
+These tests only read, so the booking (two deals provisioned, time logged, an invoice posted: seconds of
+flows) is made once per store backend for the whole module, on the module's event loop. Tests that
+write are in ``test_tryton_graph_writes.py``.
+"""
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
-from canonical.entities import Project
-from canonical.principal import Principal
-from mutations.identity import account_canonical_id, provisioned_project_canonical_id
-from mutations.provisioning.outcomes import ProvisionResult
-from resolvers.context import Context, build_context
+from mutations.identity import provisioned_project_canonical_id
 from resolvers.schema import build_schema
-from store.repositories import CrossReferenceRepo
-from subgraphs.erp_tryton.client import TrytonClient
-from subgraphs.erp_tryton.mapping import invoice_project
-from tests.mutations.conftest import ADMIN, Flow
-from tests.mutations.tryton_flow import log_and_invoice, use_tryton, win_and_provision
+from store.db import make_engine, make_sessionmaker
+from subgraphs.demo import Firm
+from tests.mutations.conftest import build_apps, close_flow, make_flow
+from tests.mutations.tryton_flow import use_tryton
+from tests.mutations.tryton_graph_support import (
+    AS_OF,
+    FIXED_FEE,
+    INVOICES,
+    PORTFOLIO,
+    PROJECTS,
+    TM,
+    US_ONLY,
+    Booked,
+    all_pages,
+    book,
+)
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
-TM = "006000000000032AAA"  # account 10, EU01
-HEALTH = """
-query($id: ID!) { account(id: $id) { id name health {
-  billedToDate { amount currency } paidToDate { amount } openReceivables { amount } overdue { amount } } } }
-"""
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def test_health_of_a_tryton_account_comes_from_tryton(flow: Flow, tryton: Server) -> None:
-    async with use_tryton(flow, tryton) as client:
-        deps = flow.deps
-        result = await win_and_provision(flow, TM, "c-graph")
-        project = int(str(result.erp_job_id))
-        (row,) = await client.read("project.work", [project], ["list_price"])
-        await log_and_invoice(client, project, 2)
-        total = (2 * row["list_price"]).quantize(Decimal("0.01"))
-
-        context = build_context(
-            principal=ADMIN,
-            crm=deps.crm,
-            psa=deps.psa,
-            erp=deps.erp,
-            sessionmaker=deps.sessionmaker,
-            as_of=date(2026, 12, 27),
-            tryton=client,
-            erp_by_entity=deps.erp_by_entity,
-        )
-        crm_account = flow.firm.accounts[10].crm_id
-        account_id = account_canonical_id(crm_account)
-        async with deps.sessionmaker.begin() as session:  # what backfill links on day one
-            if not (await CrossReferenceRepo(session).system_ids_for("crm", [account_id])):
-                await CrossReferenceRepo(session).link(account_id, "Account", "crm", crm_account)
-        calls = client.calls
-        answer = await build_schema().execute(
-            HEALTH, variable_values={"id": account_id}, context_value=context
-        )
-
-    assert answer.errors is None, answer.errors
-    health = answer.data["account"]["health"]
-    assert health["billedToDate"] == {"amount": str(total), "currency": "EUR"}
-    assert Decimal(health["openReceivables"]["amount"]) == total
-    assert Decimal(health["paidToDate"]["amount"]) == 0
-    assert Decimal(health["overdue"]["amount"]) == 0  # NET30 from 30 Nov: due 30 Dec
-    assert client.calls == calls + 1  # one Tryton read for the account's receivables
-
-
-# -- lists, financials and the portfolio (issue 9) ---------------------------------------------------------
-
-FIXED_FEE = "006000000000059AAA"  # account 19, EU01, Managed Services: an effort project in Tryton
-AS_OF = date(2026, 12, 27)
-US_ONLY = Principal("us", roles=frozenset({"finance"}), legal_entities=frozenset({"US01"}))
-PROJECTS = """
-query($first: Int!, $after: String, $filter: ProjectFilter) {
-  projects(first: $first, after: $after, filter: $filter) { totalCount
-    pageInfo { hasNextPage endCursor }
-    edges { cursor node { id code legalEntity erpId billingMethod account { id }
-      financials { budgetAmount { amount currency } billed { amount currency } backlog { amount } }
-      invoices { id number status total { amount currency } } } } } }
-"""
-INVOICES = """
-query($first: Int!, $after: String, $filter: InvoiceFilter) {
-  invoices(first: $first, after: $after, filter: $filter) { totalCount
-    pageInfo { hasNextPage endCursor }
-    edges { cursor node { id number status erpId legalEntity projectId accountId payments { id }
-      total { amount currency } amountRemaining { amount } } } } }
-"""
-PORTFOLIO = """
-query($filter: PortfolioFilter) { portfolio(filter: $filter) {
-  legalEntity businessLine month revenue { amount currency } backlog { amount currency } } }
-"""
-
-
-@dataclasses.dataclass
-class Booked:
-    """Two EU01 deals provisioned into Tryton: T&M (2 h logged, invoiced and posted) and a fixed fee."""
-
-    flow: Flow
-    client: TrytonClient
-    tm: ProvisionResult
-    fixed: ProvisionResult
-    invoice_id: int  # Tryton
-    invoice_total: Decimal
-    revenue: Decimal  # the T&M project's PSA time at bill rate
-    account_id: str  # account 10's canonical id
-
-    def context(self, principal: Principal = ADMIN, *, tryton: bool = True) -> Context:
-        deps = self.flow.deps
-        return build_context(
-            principal=principal,
-            crm=deps.crm,
-            psa=deps.psa,
-            erp=deps.erp,
-            sessionmaker=deps.sessionmaker,
-            as_of=AS_OF,
-            tryton=self.client if tryton else None,
-            erp_by_entity={"EU01": "tryton"},
-        )
-
-    async def query(
-        self, query: str, principal: Principal = ADMIN, *, tryton: bool = True, **variables: Any
-    ) -> dict[str, Any]:
-        answer = await build_schema().execute(
-            query, variable_values=variables, context_value=self.context(principal, tryton=tryton)
-        )
-        assert answer.errors is None, answer.errors
-        assert answer.data is not None
-        return answer.data
-
-
-@pytest.fixture
-async def booked(flow: Flow, tryton: Server) -> AsyncIterator[Booked]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def booked(module_database_url: str, flow_firm: Firm, tryton: Server) -> AsyncIterator[Booked]:
+    engine = make_engine(module_database_url)
+    flow = await make_flow(build_apps(), flow_firm, make_sessionmaker(engine))
     client = use_tryton(flow, tryton)
-    tm = await win_and_provision(flow, TM, "c-lists")
-    fixed = await win_and_provision(flow, FIXED_FEE, "c-lists")
-    project = int(str(tm.erp_job_id))
-    (row,) = await client.read("project.work", [project], ["timesheet_start_date", "list_price"])
-    invoice = await log_and_invoice(client, project, 2)
-    # the same work in the PSA, where the portfolio's revenue comes from
-    psa_project = int(str(tm.psa_project_id))
-    assignment = (await flow.deps.psa.task_assignments(psa_project))[0]
-    person = next(e for e in flow.firm.employees if e.legal_entity == "EU01")
-    entry = await flow.deps.psa.create_time_entry(
-        {
-            "project_id": psa_project,
-            "task_id": assignment["task"]["id"],
-            "user_id": person.psa_user_id,
-            "spent_date": row["timesheet_start_date"].isoformat(),
-            "hours": 2,
-            "notes": "graph lists",
-        }
-    )
-    crm_account = flow.firm.accounts[10].crm_id
-    account_id = account_canonical_id(crm_account)
-    async with flow.deps.sessionmaker.begin() as session:  # what backfill links on day one
-        if not (await CrossReferenceRepo(session).system_ids_for("crm", [account_id])):
-            await CrossReferenceRepo(session).link(account_id, "Account", "crm", crm_account)
-    yield Booked(
-        flow,
-        client,
-        tm,
-        fixed,
-        invoice,
-        (2 * row["list_price"]).quantize(Decimal("0.01")),
-        Decimal(str(entry["billable_rate"])) * 2,
-        account_id,
-    )
-    await client.aclose()
-
-
-async def _all_pages(b: Booked, query: str, field: str, first: int, **variables: Any) -> list[Any]:
-    """Every edge of a connection, page after page; each page's totalCount must be the list's length."""
-    edges: list[Any] = []
-    after = None
-    totals = set()
-    while True:
-        page = (await b.query(query, first=first, after=after, **variables))[field]
-        edges.extend(page["edges"])
-        totals.add(page["totalCount"])
-        if not page["pageInfo"]["hasNextPage"]:
-            break
-        after = page["pageInfo"]["endCursor"]
-    assert totals == {len(edges)}
-    assert len({e["cursor"] for e in edges}) == len({e["node"]["id"] for e in edges}) == len(edges)
-    return edges
+    try:
+        yield await book(flow, client)
+    finally:
+        await client.aclose()
+        await close_flow(flow)
+        await engine.dispose()
 
 
 @pytest.mark.parametrize("first", [7, 11, 100])  # a page mixing both ERPs, one ending inside Tryton's rows
@@ -196,7 +58,7 @@ async def test_projects_list_tryton_projects_after_netsuite_ones_with_their_fina
     booked: Booked, first: int
 ) -> None:
     b = booked
-    edges = await _all_pages(b, PROJECTS, "projects", first, filter={"legalEntity": "EU01"})
+    edges = await all_pages(b, PROJECTS, "projects", first, filter={"legalEntity": "EU01"})
     nodes = [e["node"] for e in edges]
     tryton = [n for n in nodes if str(n["erpId"]).startswith("tryton:")]
     netsuite = [n for n in nodes if str(n["erpId"]).isdigit()]
@@ -261,7 +123,7 @@ async def test_invoices_list_the_tryton_invoice_with_amount_currency_and_status(
     booked: Booked, first: int
 ) -> None:
     b = booked
-    edges = await _all_pages(b, INVOICES, "invoices", first, filter={"legalEntity": "EU01"})
+    edges = await all_pages(b, INVOICES, "invoices", first, filter={"legalEntity": "EU01"})
     mine = [e["node"] for e in edges if e["node"]["id"].startswith("tryton:")]
     assert edges[-1]["node"] in mine and len(edges) > len(mine)  # NetSuite's EU01 invoices come first
     assert mine == [
@@ -404,49 +266,3 @@ async def test_a_bad_cursor_is_refused_with_a_code(booked: Booked) -> None:
     assert answer.errors is not None
     assert answer.errors[0].extensions is not None
     assert answer.errors[0].extensions["code"] == "VALIDATION_FAILED"
-
-
-async def test_an_invoice_renamed_by_hand_still_finds_its_project_through_its_timesheet_lines(
-    booked: Booked,
-) -> None:
-    b, client = booked, booked.client
-    project = int(str(b.tm.erp_job_id))
-    (row,) = await client.read("project.work", [project], ["timesheet_works", "timesheet_start_date"])
-    employee = next(iter((await client.employees()).values()))
-    await client.create(
-        "timesheet.line",
-        [
-            {
-                "work": row["timesheet_works"][0],
-                "employee": employee,
-                "date": row["timesheet_start_date"],
-                "duration": timedelta(hours=1),
-            }
-        ],
-    )
-    await client.button("project.work", "invoice", [project])
-    (draft,) = await client.search_read("account.invoice", [["state", "=", "draft"]], ["id"])
-    await client.write(
-        "account.invoice", [draft["id"]], {"invoice_date": date(2026, 12, 2), "description": "December"}
-    )
-    await client.button("account.invoice", "post", [draft["id"]])
-    calls = client.calls
-
-    found = await b.query(PROJECTS, first=100, filter={"legalEntity": "EU01"})
-
-    tm = next(e["node"] for e in found["projects"]["edges"] if e["node"]["code"] == b.tm.project_code)
-    assert [i["id"] for i in tm["invoices"]] == [f"tryton:{b.invoice_id}", f"tryton:{draft['id']}"]
-    assert Decimal(tm["financials"]["billed"]["amount"]) == b.invoice_total * 3 / 2
-    assert client.calls == calls + 3  # projects, invoices, and the timesheet lines of the renamed one
-
-
-def test_an_invoice_made_by_effort_or_progress_names_its_project_by_the_works_it_invoiced() -> None:
-    a, b = (Project(id=i, name=i, account_id="acct", code=f"P2C-{i}") for i in ("AAAA0001", "BBBB0002"))
-    by_code, by_work = {"P2C-AAAA0001": a, "P2C-BBBB0002": b}, {5: a, 9: b}
-    effort = {"description": "Renamed", "lines.": [{"project_invoice_works.": [{"path": "9/"}]}]}
-    progress = {"lines.": [{"project_invoice_progresses.": [{"work.": {"path": "5/6/"}}]}]}
-
-    assert invoice_project({"description": "P2C-AAAA0001 Rollout"}, by_code, by_work) is a
-    assert invoice_project(effort, by_code, by_work) is b
-    assert invoice_project(progress, by_code, by_work) is a
-    assert invoice_project({"description": "December", "lines.": []}, by_code, by_work) is None
