@@ -60,8 +60,10 @@ from subgraphs.erp_tryton.loaders import (
     invoice_list_loader,
     party_invoices_loader,
     project_list_loader,
+    work_children_loader,
 )
 from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
+from subgraphs.erp_tryton.wire import Record as TrytonRecord
 from subgraphs.psa.aggregates import Contribution, TimeAggregates, TimeTotals, contribution, group
 from subgraphs.psa.client import PsaClient
 from subgraphs.psa.loaders import load_time_entries_by_project
@@ -203,6 +205,11 @@ class Loaders:
         return self._loader(invoice_totals_loader(self.tryton, self.as_of, self.window_start))
 
     # Tryton: the lists of the legal entity its company books (the key), read whole once per request
+    @cached_property
+    def tryton_work_children(self) -> DataLoader[str, list[TrytonRecord]]:
+        """A Tryton project's child works (tasks, milestones) by its work id."""
+        return self._loader(work_children_loader(self.tryton))
+
     @cached_property
     def tryton_project_list(self) -> DataLoader[str, list[ProjectRow]]:
         return self._loader(project_list_loader(self.tryton))

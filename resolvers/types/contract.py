@@ -61,6 +61,19 @@ class Milestone:
     psa_id: str | None
     erp_id: str | None
 
+    @classmethod
+    def of(cls, milestone: entities.Milestone) -> Milestone:
+        return cls(
+            id=strawberry.ID(milestone.id),
+            name=milestone.name,
+            due_date=milestone.due_date,
+            amount=MoneyType.of(milestone.amount),
+            status=str(milestone.status),
+            completed_on=milestone.completed_on,
+            psa_id=milestone.psa_id,
+            erp_id=milestone.erp_id,
+        )
+
 
 @strawberry.type
 class Task:

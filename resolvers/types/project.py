@@ -39,7 +39,7 @@ from resolvers.types.contract import (
 from resolvers.types.money import MoneyType
 from resolvers.types.time import Expense, TimeEntry, posting_statuses
 from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
-from subgraphs.erp_tryton.mapping import graph_id
+from subgraphs.erp_tryton.mapping import graph_id, tasks_and_milestones
 from subgraphs.psa.wire import WireProject
 
 if TYPE_CHECKING:
@@ -101,6 +101,14 @@ async def project_rows(ctx: Context, legal_entity: str | None = None) -> list[Pr
         ctx.loaders.erp_job_list.load("*"), tryton_project_rows(ctx, legal_entity)
     )
     return [*ctx.principal.visible(rows, lambda row: row[0].legal_entity), *tryton]
+
+
+async def tryton_children(
+    ctx: Context, project: entities.Project
+) -> tuple[list[entities.Task], list[entities.Milestone]]:
+    """A Tryton project's tasks and milestones from its child works (one read per request's batch)."""
+    rows = await ctx.loaders.tryton_work_children.load((project.erp_id or "").removeprefix(TRYTON))
+    return tasks_and_milestones(project, rows, currency=await project_currency(ctx, project))
 
 
 def invoice_node(invoice: entities.Invoice, customer: str | None) -> Invoice:
@@ -287,14 +295,16 @@ class Project:
     @strawberry.field
     async def tasks(self, info: Info) -> list[Task]:
         if on_tryton(self.entity):
-            return []
+            tasks, _ = await tryton_children(info.context, self.entity)
+            return [Task.of(t) for t in tasks]
         return await project_tasks(info.context, self.erp_id, self.entity.id)
 
     @strawberry.field
     async def milestones(self, info: Info) -> list[Milestone]:
         ctx = info.context
         if on_tryton(self.entity):
-            return []
+            _, milestones = await tryton_children(ctx, self.entity)
+            return [Milestone.of(m) for m in milestones]
         return await project_milestones(ctx, self.erp_id, await project_currency(ctx, self.entity))
 
     @strawberry.field(description="Expenses recorded in the PSA, oldest first")

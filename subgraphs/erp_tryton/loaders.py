@@ -22,6 +22,7 @@ from canonical.money import Money
 from subgraphs.erp.queries import InvoiceTotals
 from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.mapping import (
+    CHILD_FIELDS,
     INVOICE_FIELDS,
     ISSUED,
     LIST_INVOICE_FIELDS,
@@ -146,6 +147,19 @@ def invoice_totals_loader(
                 )
             )
         return [found.get(str(i), []) for i in ids]
+
+    return load
+
+
+def work_children_loader(client: TrytonClient) -> Callable[[Sequence[str]], Awaitable[list[list[Record]]]]:
+    """The child works (``CHILD_FIELDS``) of each project work id: one search per batch."""
+
+    async def load(ids: Sequence[str]) -> list[list[Record]]:
+        rows = await client.search_all("project.work", [["parent", "in", _ints(ids)]], CHILD_FIELDS)
+        by_parent: dict[str, list[Record]] = {}
+        for row in rows:
+            by_parent.setdefault(str(row["parent"]), []).append(row)
+        return [by_parent.get(str(i), []) for i in ids]
 
     return load
 

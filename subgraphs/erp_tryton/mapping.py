@@ -24,8 +24,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from canonical.entities import Account, Address, Invoice, Project
-from canonical.enums import BillingMethod, InvoiceStatus, ProjectStatus
+from canonical.entities import Account, Address, Invoice, Milestone, Project, Task
+from canonical.enums import BillingMethod, InvoiceStatus, MilestoneStatus, ProjectStatus, TaskStatus
 from canonical.money import Money
 from subgraphs.erp_tryton.wire import Record, hours, one2many_create
 
@@ -287,6 +287,50 @@ def project_from_work(row: Mapping[str, Any], *, legal_entity: str) -> Project:
         budget=budget,
         erp_id=str(row["id"]),
     )
+
+
+#: a project's child works (its tasks, and on a progress-invoiced project its milestones)
+CHILD_FIELDS = ("parent", "name", "comment", "effort_duration", "list_price", "progress", "status.progress")
+
+
+def _done(row: Mapping[str, Any]) -> bool:
+    """Done in Tryton: a status that requires full progress (what the milestone release sets), or full
+    progress itself."""
+    status = row.get("status.") or {}
+    if status.get("progress") is not None and float(status["progress"]) >= 1:
+        return True
+    return row.get("progress") is not None and float(row["progress"]) >= 1
+
+
+def tasks_and_milestones(
+    project: Project, children: Sequence[Mapping[str, Any]], *, currency: str
+) -> tuple[list[Task], list[Milestone]]:
+    """A project's child works read with ``CHILD_FIELDS``, in id order. On a milestone project (invoiced on
+    progress) a child with planned effort is a milestone worth effort × its price — what provisioning made
+    of each milestone, and what Tryton bills on its progress; every other child is a task. Ids are the
+    canonical ones in the comment (``tryton:<id>`` for a work we did not make)."""
+    tasks: list[Task] = []
+    milestones: list[Milestone] = []
+    for row in sorted(children, key=lambda r: int(r["id"])):
+        canonical_id = parse_reference(row.get("comment"))[0] or graph_id(row["id"])
+        name, done = str(row.get("name") or ""), _done(row)
+        effort = row.get("effort_duration")
+        if project.billing_method is BillingMethod.MILESTONE and effort:
+            planned = Decimal(str(effort.total_seconds())) / 3600
+            milestones.append(
+                Milestone(
+                    id=canonical_id,
+                    project_id=project.id,
+                    name=name,
+                    amount=Money(planned * Decimal(row.get("list_price") or 0), currency).rounded(),
+                    status=MilestoneStatus.COMPLETED if done else MilestoneStatus.PLANNED,
+                    erp_id=graph_id(row["id"]),
+                )
+            )
+        else:
+            status = TaskStatus.CLOSED if done else TaskStatus.OPEN
+            tasks.append(Task(canonical_id, project.id, name, status, erp_id=graph_id(row["id"])))
+    return tasks, milestones
 
 
 # -- lists for the graph ------------------------------------------------------------------------------------

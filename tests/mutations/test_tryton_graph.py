@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from mutations.identity import provisioned_project_canonical_id
+from mutations.provisioning.plan import milestone_id, task_id
 from resolvers.schema import build_schema
 from store.db import make_engine, make_sessionmaker
 from subgraphs.demo import Firm
@@ -27,6 +28,7 @@ from tests.mutations.tryton_graph_support import (
     AS_OF,
     FIXED_FEE,
     INVOICES,
+    MILESTONE,
     PORTFOLIO,
     PROJECTS,
     TM,
@@ -63,10 +65,11 @@ async def test_projects_list_tryton_projects_after_netsuite_ones_with_their_fina
     tryton = [n for n in nodes if str(n["erpId"]).startswith("tryton:")]
     netsuite = [n for n in nodes if str(n["erpId"]).isdigit()]
 
-    assert len(netsuite) >= 1 and len(tryton) == 2 and len(nodes) == len(netsuite) + len(tryton)
-    assert nodes[-2:] == tryton  # after every NetSuite row, in Tryton id order
+    assert len(netsuite) >= 1 and len(tryton) == 3 and len(nodes) == len(netsuite) + len(tryton)
+    assert nodes[-3:] == tryton  # after every NetSuite row, in Tryton id order
     assert {n["legalEntity"] for n in nodes} == {"EU01"}
-    tm, fixed = tryton
+    tm, fixed, milestone = tryton
+    assert (milestone["code"], milestone["billingMethod"]) == (b.milestone.project_code, "MILESTONE")
     assert tm["id"] == provisioned_project_canonical_id(TM)
     assert (tm["code"], tm["erpId"]) == (b.tm.project_code, f"tryton:{b.tm.erp_job_id}")
     assert tm["billingMethod"] == "TIME_AND_MATERIALS" and tm["account"] == {"id": b.account_id}
@@ -176,7 +179,7 @@ async def test_portfolio_rows_of_a_netsuite_entity_and_of_the_tryton_one(booked:
         (await b.query(f"query($id: ID!) {{ project(id: $id) {{ businessLine {figures} }} }}", id=pid))[
             "project"
         ]
-        for pid in (provisioned_project_canonical_id(FIXED_FEE), provisioned_project_canonical_id(TM))
+        for pid in map(provisioned_project_canonical_id, (FIXED_FEE, TM, MILESTONE))
     ]
 
     def added(field: str, line: str | None = None, only_month: str | None = None) -> Decimal:
@@ -266,3 +269,39 @@ async def test_a_bad_cursor_is_refused_with_a_code(booked: Booked) -> None:
     assert answer.errors is not None
     assert answer.errors[0].extensions is not None
     assert answer.errors[0].extensions["code"] == "VALIDATION_FAILED"
+
+
+TASKS = """query($id: ID!) { project(id: $id) { billingMethod
+  tasks { id name status erpId } milestones { id name status erpId amount { amount currency } } } }"""
+
+
+async def test_a_tryton_project_lists_its_tasks_and_milestones_under_their_canonical_ids(
+    booked: Booked,
+) -> None:
+    b = booked
+    projects = {
+        opp: (await b.query(TASKS, id=provisioned_project_canonical_id(opp)))["project"]
+        for opp in (TM, MILESTONE)
+    }
+    works = {
+        opp: await b.client.search_read(
+            "project.work", [["parent", "=", int(str(result.erp_job_id))]], ["name"]
+        )
+        for opp, result in ((TM, b.tm), (MILESTONE, b.milestone))
+    }
+
+    tm = projects[TM]
+    assert tm["milestones"] == [] and tm["tasks"] == [
+        {"id": task_id(TM, w["name"]), "name": w["name"], "status": "OPEN", "erpId": f"tryton:{w['id']}"}
+        for w in works[TM]
+    ]
+    deal = projects[MILESTONE]
+    assert deal["billingMethod"] == "MILESTONE" and deal["milestones"]
+    ids = {m["id"] for m in deal["milestones"]} | {t["id"] for t in deal["tasks"]}
+    assert len(ids) == len(works[MILESTONE])  # every child work once, as a task or a milestone
+    for m in deal["milestones"]:
+        assert m["id"] == milestone_id(MILESTONE, m["name"]) and m["status"] == "PLANNED"
+        assert m["amount"]["currency"] == "EUR" and Decimal(m["amount"]["amount"]) > 0
+    assert all(t["id"] == task_id(MILESTONE, t["name"]) for t in deal["tasks"])
+    total = sum((Decimal(m["amount"]["amount"]) for m in deal["milestones"]), Decimal(0))
+    assert abs(total - Decimal(str(b.milestone.value))) <= Decimal("0.01") * len(deal["milestones"])

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from mutations.identity import provisioned_project_canonical_id
 from mutations.time_posting import RELEASE_MILESTONE, MilestonePoller, release_milestone
 from store.models import WorkItem
 from store.repositories import ExceptionRepo, RunRepo
@@ -29,6 +30,7 @@ from subgraphs.psa.sandbox.app import PsaSandbox
 from tests.mutations.conftest import Flow
 from tests.mutations.posting_support import Posting
 from tests.mutations.tryton_flow import provisioned_for_posting, use_tryton
+from tests.mutations.tryton_graph_support import graph_query
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
 MILESTONE = "006000000000033AAA"  # account 10, EU01, billed by milestone → a progress project in Tryton
@@ -84,6 +86,9 @@ class Milestones:
         return sum((Decimal(str(ln["amount"])) for ln in lines), Decimal(0))
 
 
+MILESTONES = "query($id: ID!) { project(id: $id) { milestones { name status } } }"
+
+
 @pytest.fixture
 async def m(flow: Flow, tryton: Server) -> AsyncIterator[Milestones]:
     client = use_tryton(flow, tryton)
@@ -129,6 +134,13 @@ async def test_a_milestone_completed_twice_is_released_once_and_billed_once(m: M
     if other != name:
         assert (await m.task(other))["progress"] in (None, 0.0)  # only the completed milestone
     assert "erp" not in await m.posting.flow.writes()  # nothing went to NetSuite
+    # the graph reads the milestone's state from Tryton: completed, the others still planned
+    graph = await graph_query(
+        m.posting.flow, m.client, MILESTONES, id=provisioned_project_canonical_id(MILESTONE)
+    )
+    statuses = {x["name"]: x["status"] for x in graph["project"]["milestones"]}
+    assert statuses[name] == "COMPLETED" and set(statuses) == set(m.tasks)
+    assert all(status == "PLANNED" for n, status in statuses.items() if n != name)
 
     assert await m.to_invoice() == amount
     await m.client.button("project.work", "invoice", [m.project_id])

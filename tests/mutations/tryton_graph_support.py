@@ -20,6 +20,7 @@ from tests.mutations.tryton_flow import log_and_invoice, win_and_provision
 
 TM = "006000000000032AAA"  # account 10, EU01, T&M
 FIXED_FEE = "006000000000059AAA"  # account 19, EU01, Managed Services: an effort project in Tryton
+MILESTONE = "006000000000033AAA"  # account 10 again: a progress project, a task per milestone
 AS_OF = date(2026, 12, 27)
 US_ONLY = Principal("us", roles=frozenset({"finance"}), legal_entities=frozenset({"US01"}))
 PROJECTS = """
@@ -45,45 +46,60 @@ query($filter: PortfolioFilter) { portfolio(filter: $filter) {
 
 @dataclasses.dataclass
 class Booked:
-    """Two EU01 deals provisioned into Tryton: T&M (2 h logged, invoiced and posted) and a fixed fee."""
+    """Three EU01 deals provisioned into Tryton: T&M (2 h logged, invoiced and posted), a fixed fee and a
+    milestone deal."""
 
     flow: Flow
     client: TrytonClient
     tm: ProvisionResult
     fixed: ProvisionResult
+    milestone: ProvisionResult
     invoice_id: int  # Tryton
     invoice_total: Decimal
     revenue: Decimal  # the T&M project's PSA time at bill rate
     account_id: str  # account 10's canonical id
 
-    def context(self, principal: Principal = ADMIN, *, tryton: bool = True) -> Context:
-        deps = self.flow.deps
-        return build_context(
-            principal=principal,
-            crm=deps.crm,
-            psa=deps.psa,
-            erp=deps.erp,
-            sessionmaker=deps.sessionmaker,
-            as_of=AS_OF,
-            tryton=self.client if tryton else None,
-            erp_by_entity={"EU01": "tryton"},
-        )
+    def context(self, principal: Principal = ADMIN) -> Context:
+        return graph_context(self.flow, self.client, principal)
 
     async def query(
         self, query: str, principal: Principal = ADMIN, *, tryton: bool = True, **variables: Any
     ) -> dict[str, Any]:
-        answer = await build_schema().execute(
-            query, variable_values=variables, context_value=self.context(principal, tryton=tryton)
-        )
-        assert answer.errors is None, answer.errors
-        assert answer.data is not None
-        return answer.data
+        return await graph_query(self.flow, self.client if tryton else None, query, principal, **variables)
+
+
+def graph_context(flow: Flow, client: TrytonClient | None, principal: Principal = ADMIN) -> Context:
+    """The graph over ``flow``'s systems, EU01 booked in Tryton through ``client`` (None: as if Tryton were
+    not configured)."""
+    deps = flow.deps
+    return build_context(
+        principal=principal,
+        crm=deps.crm,
+        psa=deps.psa,
+        erp=deps.erp,
+        sessionmaker=deps.sessionmaker,
+        as_of=AS_OF,
+        tryton=client,
+        erp_by_entity={"EU01": "tryton"},
+    )
+
+
+async def graph_query(
+    flow: Flow, client: TrytonClient | None, query: str, principal: Principal = ADMIN, **variables: Any
+) -> dict[str, Any]:
+    """``query`` in ``graph_context`` → its data; errors fail the test."""
+    context = graph_context(flow, client, principal)
+    answer = await build_schema().execute(query, variable_values=variables, context_value=context)
+    assert answer.errors is None, answer.errors
+    assert answer.data is not None
+    return answer.data
 
 
 async def book(flow: Flow, client: TrytonClient) -> Booked:
     """``Booked`` on ``flow``, whose EU01 books in Tryton through ``client``."""
     tm = await win_and_provision(flow, TM, "c-lists")
     fixed = await win_and_provision(flow, FIXED_FEE, "c-lists")
+    milestone = await win_and_provision(flow, MILESTONE, "c-lists")
     project = int(str(tm.erp_job_id))
     (row,) = await client.read("project.work", [project], ["timesheet_start_date", "list_price"])
     invoice = await log_and_invoice(client, project, 2)
@@ -111,6 +127,7 @@ async def book(flow: Flow, client: TrytonClient) -> Booked:
         client,
         tm,
         fixed,
+        milestone,
         invoice,
         (2 * row["list_price"]).quantize(Decimal("0.01")),
         Decimal(str(entry["billable_rate"])) * 2,
