@@ -59,6 +59,7 @@ from subgraphs.erp_tryton.loaders import (
     ProjectRow,
     invoice_list_loader,
     party_invoices_loader,
+    payment_lines_loader,
     project_list_loader,
     work_children_loader,
 )
@@ -205,6 +206,11 @@ class Loaders:
         return self._loader(invoice_totals_loader(self.tryton, self.as_of, self.window_start))
 
     # Tryton: the lists of the legal entity its company books (the key), read whole once per request
+    @cached_property
+    def tryton_payment_lines(self) -> DataLoader[str, list[TrytonRecord]]:
+        """A Tryton invoice's payment lines by its invoice id."""
+        return self._loader(payment_lines_loader(self.tryton))
+
     @cached_property
     def tryton_work_children(self) -> DataLoader[str, list[TrytonRecord]]:
         """A Tryton project's child works (tasks, milestones) by its work id."""

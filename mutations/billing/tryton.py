@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from canonical import analytics
@@ -31,12 +30,17 @@ from mutations.pollers import _parse as parse_stamp
 from store.repositories import CrossReferenceRepo, CursorRepo, OutboxRepo, WorkQueueRepo
 from subgraphs.crm.mapping import receivables_to_wire
 from subgraphs.erp_tryton.client import TrytonClient
-from subgraphs.erp_tryton.mapping import INVOICE_FIELDS, ISSUED, invoice_from_row
+from subgraphs.erp_tryton.mapping import (
+    INVOICE_FIELDS,
+    ISSUED,
+    PAYMENT_LINE_FIELDS,
+    invoice_from_row,
+    payment_from_line,
+)
 from subgraphs.erp_tryton.wire import Record
 
 TRYTON_CURSOR = "tryton.invoices.write_date"
 FIELDS = (*INVOICE_FIELDS, "create_date", "payment_lines")
-LINE_FIELDS = ("date", "debit", "credit", "amount_second_currency", "move.number")
 
 
 def invoice_state(invoice: Invoice, previous: str | None, today: date) -> ev.InvoiceState:
@@ -70,7 +74,7 @@ async def read_invoices(
         domain.append(["OR", ["write_date", ">=", naive], ["create_date", ">=", naive]])
     rows = await client.search_all("account.invoice", domain, FIELDS)
     line_ids = sorted({int(i) for r in rows for i in r.get("payment_lines") or []})
-    lines = {int(r["id"]): r for r in await client.read("account.move.line", line_ids, LINE_FIELDS)}
+    lines = {int(r["id"]): r for r in await client.read("account.move.line", line_ids, PAYMENT_LINE_FIELDS)}
     return rows, lines
 
 
@@ -98,19 +102,18 @@ async def record_invoices(
                 "correlation_id": correlation_id,
             }
             for line_id in sorted(int(i) for i in row.get("payment_lines") or []):
-                line = lines.get(line_id, {})
-                amount = Decimal(line.get("credit") or 0) - Decimal(line.get("debit") or 0)
-                register = f"tryton:payment:{line_id}:last"
-                claimed = await rnd.claim(register, digest([str(amount)]), f"tryton:payment:{line_id}")
+                paid = payment_from_line({**lines.get(line_id, {}), "id": line_id}, invoice, today=today)
+                amount = paid.amount.amount
+                register = f"{paid.id}:last"
+                claimed = await rnd.claim(register, digest([str(amount)]), paid.id)
                 if claimed is None:
                     continue
                 key, seen = claimed
                 await rnd.runs.step_succeeded(key, {"amount": str(amount)})
                 await rnd.remember(register, seen["next"])
                 payment: ev.PaymentState = {
-                    "id": f"tryton:payment:{line_id}", "erpId": str(line_id), "kind": "PAYMENT",
-                    "number": (line.get("move.") or {}).get("number"),
-                    "date": (line.get("date") or today).isoformat(),
+                    "id": paid.id, "erpId": str(line_id), "kind": "PAYMENT", "number": paid.reference,
+                    "date": paid.date.isoformat(),
                     "amount": money(amount, invoice.currency), "applied": money(amount, invoice.currency),
                 }
                 state = invoice_state(invoice, None, today)

@@ -16,6 +16,7 @@ from resolvers.types.money import MoneyType
 from subgraphs.erp.mapping import credit_memo_from_record, payment_from_record
 from subgraphs.erp.wire import Record
 from subgraphs.erp_tryton.mapping import PREFIX as TRYTON
+from subgraphs.erp_tryton.mapping import payment_from_line
 
 if TYPE_CHECKING:
     from resolvers.types.account import Account
@@ -103,6 +104,10 @@ class Invoice:
     @strawberry.field(description="Customer payments applied to this invoice (ERP)")
     async def payments(self, info: Info) -> list[Payment]:
         ctx = info.context
+        if self.entity.id.startswith(TRYTON):  # its payment lines in Tryton
+            lines = await ctx.loaders.tryton_payment_lines.load(self.entity.id.removeprefix(TRYTON))
+            paid = [payment_from_line(line, self.entity, today=ctx.as_of) for line in lines]
+            return [Payment.of(p, erp_invoice_id=None, invoice_id=self.entity.id) for p in paid]
         records = await _receipts(ctx, self.entity, "CustPymt")
         reference = await ctx.erp.reference_data()
         account = self.entity.account_id

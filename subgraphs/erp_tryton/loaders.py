@@ -27,6 +27,7 @@ from subgraphs.erp_tryton.mapping import (
     ISSUED,
     LIST_INVOICE_FIELDS,
     PARTY_FIELDS,
+    PAYMENT_LINE_FIELDS,
     PREFIX,
     TIMESHEET_LINK_FIELDS,
     WORK_FIELDS,
@@ -147,6 +148,18 @@ def invoice_totals_loader(
                 )
             )
         return [found.get(str(i), []) for i in ids]
+
+    return load
+
+
+def payment_lines_loader(client: TrytonClient) -> Callable[[Sequence[str]], Awaitable[list[list[Record]]]]:
+    """The payment lines (``PAYMENT_LINE_FIELDS``) of each invoice id, in id order: one read per batch."""
+
+    async def load(ids: Sequence[str]) -> list[list[Record]]:
+        fields = [f"payment_lines.{f}" for f in PAYMENT_LINE_FIELDS]
+        rows = await client.read("account.invoice", _ints(ids), fields)
+        by_id = {str(r["id"]): r.get("payment_lines.") or [] for r in rows}
+        return [sorted(by_id.get(str(i), []), key=lambda line: int(line["id"])) for i in ids]
 
     return load
 

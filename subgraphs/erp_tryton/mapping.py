@@ -24,7 +24,16 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from canonical.entities import Account, Address, Invoice, Milestone, Project, Task
+from canonical.entities import (
+    Account,
+    Address,
+    Invoice,
+    Milestone,
+    Payment,
+    PaymentApplication,
+    Project,
+    Task,
+)
 from canonical.enums import BillingMethod, InvoiceStatus, MilestoneStatus, ProjectStatus, TaskStatus
 from canonical.money import Money
 from subgraphs.erp_tryton.wire import Record, hours, one2many_create
@@ -286,6 +295,29 @@ def project_from_work(row: Mapping[str, Any], *, legal_entity: str) -> Project:
         end_date=row.get("timesheet_end_date"),
         budget=budget,
         erp_id=str(row["id"]),
+    )
+
+
+#: an invoice's payment lines (``account.move.line``): what the pay wizard booked against it
+PAYMENT_LINE_FIELDS = ("date", "debit", "credit", "move.number")
+
+
+def payment_id(line_id: int | str) -> str:
+    return f"tryton:payment:{line_id}"
+
+
+def payment_from_line(line: Mapping[str, Any], invoice: Invoice, *, today: date) -> Payment:
+    """A payment line of ``invoice`` read with ``PAYMENT_LINE_FIELDS``: what it settled of the invoice, in
+    the invoice's currency (a refund line debits, so its amount is negative)."""
+    amount = Money(Decimal(line.get("credit") or 0) - Decimal(line.get("debit") or 0), invoice.currency)
+    return Payment(
+        id=payment_id(line["id"]),
+        account_id=invoice.account_id,
+        date=line.get("date") or today,
+        amount=amount,
+        applications=(PaymentApplication(invoice.id, amount),),
+        reference=(line.get("move.") or {}).get("number"),
+        erp_id=str(line["id"]),
     )
 
 

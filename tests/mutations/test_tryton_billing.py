@@ -26,10 +26,15 @@ from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.client import TrytonClient
 from tests.mutations.conftest import Flow
 from tests.mutations.tryton_flow import log_and_invoice, post_invoice, use_tryton, win_and_provision
+from tests.mutations.tryton_graph_support import graph_query
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
 TM = "006000000000032AAA"  # account 10, EU01, T&M
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+PAYMENTS = """query($r: [_Any!]!) { _entities(representations: $r) { ... on Invoice { status
+  amountPaid { amount currency }
+  payments { id date accountId reference amount { amount currency }
+    applications { invoiceId amount { amount currency } } } } } }"""
 
 
 @dataclasses.dataclass
@@ -154,6 +159,20 @@ async def test_invoice_and_payments_reach_the_crm_once_per_change(feedback: Feed
     assert (record["Status__c"], record["Legal_Entity__c"]) == ("PAID", "EU01")
     assert record["Account__c"] == f.crm_account
     assert Decimal(str(record["Amount_Remaining__c"])) == 0 and Decimal(str(record["Amount__c"])) == total
+
+    # the graph shows the invoice's payments from Tryton, under the ids the events carried
+    found = await graph_query(
+        f.flow, f.client, PAYMENTS, r=[{"__typename": "Invoice", "id": f"tryton:{invoice}"}]
+    )
+    (node,) = found["_entities"]
+    assert node["status"] == "PAID" and node["amountPaid"] == {"amount": str(total), "currency": "EUR"}
+    received = [e.payload["payment"] for e in await f.outbox() if e.topic == "payment.received"]
+    paid = [{"amount": "200.00", "currency": "EUR"}, {"amount": str(total - 200), "currency": "EUR"}]
+    assert [(p["id"], p["amount"]) for p in node["payments"]] == [(r["id"], r["amount"]) for r in received]
+    assert [p["amount"] for p in node["payments"]] == paid
+    for p in node["payments"]:
+        assert p["date"] == "2026-12-01" and p["accountId"] == f.account and p["reference"]
+        assert p["applications"] == [{"invoiceId": f"tryton:{invoice}", "amount": p["amount"]}]
 
 
 async def test_a_draft_invoice_stays_out_of_the_crm_until_it_is_posted(feedback: Feedback) -> None:
