@@ -30,6 +30,7 @@ from mutations.pollers import _parse as parse_stamp
 from store.repositories import CrossReferenceRepo, CursorRepo, OutboxRepo, WorkQueueRepo
 from subgraphs.crm.mapping import receivables_to_wire
 from subgraphs.erp_tryton.client import TrytonClient
+from subgraphs.erp_tryton.loaders import search_invoices
 from subgraphs.erp_tryton.mapping import (
     INVOICE_FIELDS,
     ISSUED,
@@ -48,11 +49,16 @@ def invoice_state(invoice: Invoice, previous: str | None, today: date) -> ev.Inv
 
 
 def fingerprint(invoice: Invoice) -> str:
-    return digest([
-        invoice.status.value, invoice.currency, str(invoice.total.rounded().amount),
-        str(invoice.amount_paid.rounded().amount), str(invoice.amount_remaining.rounded().amount),
-        invoice.due_date.isoformat(),
-    ])
+    return digest(
+        [
+            invoice.status.value,
+            invoice.currency,
+            str(invoice.total.rounded().amount),
+            str(invoice.amount_paid.rounded().amount),
+            str(invoice.amount_remaining.rounded().amount),
+            invoice.due_date.isoformat(),
+        ]
+    )
 
 
 def _stamp(row: Record) -> datetime | None:
@@ -72,7 +78,7 @@ async def read_invoices(
     if since is not None:
         naive = since.astimezone(UTC).replace(tzinfo=None)
         domain.append(["OR", ["write_date", ">=", naive], ["create_date", ">=", naive]])
-    rows = await client.search_all("account.invoice", domain, FIELDS)
+    rows = await search_invoices(client, domain, FIELDS)
     line_ids = sorted({int(i) for r in rows for i in r.get("payment_lines") or []})
     lines = {int(r["id"]): r for r in await client.read("account.move.line", line_ids, PAYMENT_LINE_FIELDS)}
     return rows, lines
@@ -112,15 +118,25 @@ async def record_invoices(
                 await rnd.runs.step_succeeded(key, {"amount": str(amount)})
                 await rnd.remember(register, seen["next"])
                 payment: ev.PaymentState = {
-                    "id": paid.id, "erpId": str(line_id), "kind": "PAYMENT", "number": paid.reference,
+                    "id": paid.id,
+                    "erpId": str(line_id),
+                    "kind": "PAYMENT",
+                    "number": paid.reference,
                     "date": paid.date.isoformat(),
-                    "amount": money(amount, invoice.currency), "applied": money(amount, invoice.currency),
+                    "amount": money(amount, invoice.currency),
+                    "applied": money(amount, invoice.currency),
                 }
                 state = invoice_state(invoice, None, today)
-                payload = {**base, "invoice": state, "payment": payment, "kind": None,
-                           "fingerprint": fingerprint(invoice)}
-                done.events.append(await outbox.add(ev.PAYMENT_RECEIVED, payload, key=invoice.id,
-                                                    legal_entity=entity))
+                payload = {
+                    **base,
+                    "invoice": state,
+                    "payment": payment,
+                    "kind": None,
+                    "fingerprint": fingerprint(invoice),
+                }
+                done.events.append(
+                    await outbox.add(ev.PAYMENT_RECEIVED, payload, key=invoice.id, legal_entity=entity)
+                )
             fp = fingerprint(invoice)
             register = f"tryton:invoice:{row['id']}:last"
             claimed = await rnd.claim(register, fp, f"crm:invoice:tryton:{row['id']}")
@@ -130,10 +146,17 @@ async def record_invoices(
             state = invoice_state(invoice, seen.get("status"), today)
             await rnd.remember(register, {**seen["next"], "status": state["status"]})
             payload = {**base, "invoice": state, "payment": None, "kind": None, "fingerprint": fp}
-            done.events.append(await outbox.add(ev.INVOICE_STATUS_CHANGED, payload, key=invoice.id,
-                                                legal_entity=entity))
-            work = {**payload, "step_key": key, "register": register, "erp": "tryton",
-                    "customer_erp_id": str(row.get("party") or ""), "currency": invoice.currency}
+            done.events.append(
+                await outbox.add(ev.INVOICE_STATUS_CHANGED, payload, key=invoice.id, legal_entity=entity)
+            )
+            work = {
+                **payload,
+                "step_key": key,
+                "register": register,
+                "erp": "tryton",
+                "customer_erp_id": str(row.get("party") or ""),
+                "currency": invoice.currency,
+            }
             item = await queue.enqueue(CRM_WRITEBACK, work, dedupe_key=key, legal_entity=entity)
             if item is not None:
                 done.queued.append(item)
@@ -178,14 +201,15 @@ class TrytonInvoicePoller:
 
 async def account_billing(client: TrytonClient, party_id: str, currency: str, as_of: date) -> dict[str, Any]:
     """The CRM account's billing fields from the party's Tryton invoices (like NetSuite's)."""
-    rows = await client.search_all(
-        "account.invoice", [["type", "=", "out"], ["party", "=", int(party_id)]], FIELDS
-    )
+    rows = await search_invoices(client, [["type", "=", "out"], ["party", "=", int(party_id)]], FIELDS)
     invoices = [invoice_from_row(r, legal_entity=None) for r in rows]
     invoices = [i for i in invoices if i.currency == currency]
     line_ids = sorted({int(i) for r in rows for i in r.get("payment_lines") or []})
-    payments = [r["date"] for r in await client.read("account.move.line", line_ids, ["date"])
-                if r.get("date") and r["date"] <= as_of]
+    payments = [
+        r["date"]
+        for r in await client.read("account.move.line", line_ids, ["date"])
+        if r.get("date") and r["date"] <= as_of
+    ]
     wire = receivables_to_wire(
         billed_to_date=analytics.billed_to_date(invoices, currency, as_of=as_of),
         open_receivables=analytics.open_receivables(invoices, currency, as_of=as_of),

@@ -35,6 +35,7 @@ from canonical import analytics
 from mutations.billing.tryton import fingerprint
 from subgraphs.erp.refdata import Reference
 from subgraphs.erp_tryton.client import TrytonClient
+from subgraphs.erp_tryton.loaders import search_invoices
 from subgraphs.erp_tryton.mapping import INVOICE_FIELDS, invoice_from_row, logged_hours, parse_reference
 
 Record = dict[str, Any]
@@ -170,8 +171,8 @@ async def read_tryton(
         client.search_all(
             "timesheet.line", [["date", ">=", period_start], ["date", "<=", period_end]], LINE_FIELDS
         ),
-        client.search_all(
-            "account.invoice",
+        search_invoices(
+            client,
             [["type", "=", "out"], ["invoice_date", "<=", max(as_of, period_end)]],
             (*INVOICE_FIELDS, "invoice_date"),
         ),

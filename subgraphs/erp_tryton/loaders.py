@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from canonical.entities import Account, Invoice, Project
 from canonical.money import Money
@@ -51,6 +52,30 @@ def _ints(ids: Sequence[str]) -> list[int]:
     return sorted({int(i) for i in ids if str(i).isdigit()})
 
 
+async def search_invoices(client: TrytonClient, domain: Sequence[Any], fields: Sequence[str]) -> list[Record]:
+    """Customer invoices matching ``domain`` (every page), without the credit notes that only void one.
+
+    Tryton's credit *with refund* posts a credit note, makes its move the original's ``cancel_move`` and
+    cancels the original: the canonical invoice is then VOIDED, and the note is that void's counter-move —
+    not a second, negative invoice (counted too, it took the invoice's amount off billed and paid twice).
+    A credit note that voids nothing (a credit without refund) stays: a negative invoice. One more read,
+    only when the rows hold a credit note."""
+    wanted = [*fields, *(f for f in ("move", "total_amount") if f not in fields)]
+    rows = await client.search_all("account.invoice", list(domain), wanted)
+    notes = {
+        int(r["move"]): int(r["id"])
+        for r in rows
+        if r.get("move") and Decimal(r.get("total_amount") or 0) < 0
+    }
+    if not notes:
+        return rows
+    voided = await client.search_read(
+        "account.invoice", [["cancel_move", "in", sorted(notes)]], ["cancel_move"]
+    )
+    counter_moves = {notes[int(r["cancel_move"])] for r in voided}
+    return [r for r in rows if int(r["id"]) not in counter_moves]
+
+
 def parties_loader(
     client: TrytonClient, *, legal_entity: str, currency: str
 ) -> Callable[[Sequence[str]], Awaitable[list[Account | None]]]:
@@ -83,8 +108,8 @@ def invoices_by_party_loader(
     """Customer invoices (posted or paid; drafts are not issued) of each party."""
 
     async def load(ids: Sequence[str]) -> list[list[Invoice]]:
-        rows = await client.search_all(
-            "account.invoice",
+        rows = await search_invoices(
+            client,
             [["type", "=", "out"], ["party", "in", _ints(ids)], ["state", "in", ["posted", "paid"]]],
             INVOICE_FIELDS,
         )
@@ -108,8 +133,8 @@ def invoice_totals_loader(
     account health is computed the same way whichever ERP books the account. One read per batch."""
 
     async def load(ids: Sequence[str]) -> list[list[InvoiceTotals]]:
-        rows = await client.search_all(
-            "account.invoice",
+        rows = await search_invoices(
+            client,
             [
                 ["type", "=", "out"],
                 ["party", "in", _ints(ids)],
@@ -218,7 +243,7 @@ def invoice_list_loader(
     loader, so the list costs no second project read)."""
 
     async def load(entities: Sequence[str]) -> list[list[InvoiceRow]]:
-        rows = await client.search_all("account.invoice", ISSUED, LIST_INVOICE_FIELDS)
+        rows = await search_invoices(client, ISSUED, LIST_INVOICE_FIELDS)
         return [await _linked(client, rows, await projects(e), e) for e in entities]
 
     return load
@@ -231,9 +256,7 @@ def party_invoices_loader(
 
     async def load(keys: Sequence[tuple[str, str]]) -> list[list[InvoiceRow]]:
         parties = _ints([party for _e, party in keys])
-        rows = await client.search_all(
-            "account.invoice", [*ISSUED, ["party", "in", parties]], LIST_INVOICE_FIELDS
-        )
+        rows = await search_invoices(client, [*ISSUED, ["party", "in", parties]], LIST_INVOICE_FIELDS)
         by_party: dict[tuple[str, str], list[InvoiceRow]] = {}
         for entity in dict.fromkeys(e for e, _p in keys):
             for invoice, party in await _linked(client, rows, await projects(entity), entity):

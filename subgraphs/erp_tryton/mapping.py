@@ -216,6 +216,9 @@ def invoice_from_row(
     state = str(row.get("state") or "draft")
     to_pay = total if state in ("draft", "validated") else Decimal(row.get("amount_to_pay") or 0)
     to_pay = to_pay.quantize(CENT)
+    paid = total - to_pay
+    if state == "cancelled":  # VOIDED: never owed, so nothing paid either (Tryton reports it fully settled)
+        paid = to_pay = Decimal(0).quantize(CENT)
     issued: date = row.get("invoice_date") or date.today()
     maturities = [ln["maturity_date"] for ln in row.get("lines_to_pay.") or [] if ln.get("maturity_date")]
     due: date = min(maturities, default=None) or row.get("payment_term_date") or issued  # the term's date
@@ -226,7 +229,7 @@ def invoice_from_row(
         tran_date=issued,
         due_date=due,
         total=Money(total, currency),
-        amount_paid=Money(total - to_pay, currency),
+        amount_paid=Money(paid, currency),
         amount_remaining=Money(to_pay, currency),
         status=invoice_status(state, total, to_pay),
         project_id=project_id,

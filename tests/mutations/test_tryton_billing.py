@@ -25,7 +25,13 @@ from store.models import OutboxEvent
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.client import TrytonClient
 from tests.mutations.conftest import Flow
-from tests.mutations.tryton_flow import log_and_invoice, post_invoice, use_tryton, win_and_provision
+from tests.mutations.tryton_flow import (
+    credit_with_refund,
+    log_and_invoice,
+    post_invoice,
+    use_tryton,
+    win_and_provision,
+)
 from tests.mutations.tryton_graph_support import graph_query
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
@@ -188,6 +194,37 @@ async def test_a_draft_invoice_stays_out_of_the_crm_until_it_is_posted(feedback:
     assert posted.topic == "invoice.status_changed" and posted.payload["invoice"]["status"] == "OPEN"
     (record,) = await f.deps.crm.invoices_by_p2c_ids([f"tryton:{draft}"])
     assert record["Status__c"] == "OPEN"
+
+
+async def test_an_invoice_credited_with_refund_is_voided_in_the_crm_and_its_credit_note_stays_out(
+    feedback: Feedback,
+) -> None:
+    f = feedback
+    invoice = await f.bill(2)
+    await f.worker.drain()
+    (opened,) = await f.outbox()
+
+    await credit_with_refund(f.client, invoice)
+    await f.worker.drain()
+
+    events = await f.outbox(opened.id)
+    assert [(e.topic, e.payload["invoice"]["id"]) for e in events] == [
+        ("invoice.status_changed", f"tryton:{invoice}")  # nothing about the credit note
+    ]
+    state = events[0].payload["invoice"]
+    assert (state["status"], state["previousStatus"]) == ("VOIDED", "OPEN")
+    assert state["amountRemaining"]["amount"] == "0.00"
+    (note,) = await f.client.search_read("account.invoice", [["cancel_move", "!=", None]], ["cancel_move"])
+    notes = await f.client.search_read("account.invoice", [["move", "=", note["cancel_move"]]], ["id"])
+    assert await f.deps.crm.invoices_by_p2c_ids([f"tryton:{n['id']}" for n in notes]) == []
+    (record,) = await f.deps.crm.invoices_by_p2c_ids([f"tryton:{invoice}"])
+    assert record["Status__c"] == "VOIDED"
+    account = (
+        await f.deps.crm.query_all(
+            f"SELECT Id, Open_Receivables__c FROM Account WHERE Id = '{f.crm_account}'"
+        )
+    )[0]
+    assert Decimal(str(account["Open_Receivables__c"])) == 0
 
 
 async def test_the_due_date_is_the_payment_terms(feedback: Feedback) -> None:

@@ -10,13 +10,13 @@ from decimal import Decimal
 import pytest
 
 from canonical.entities import Project
-from mutations.identity import account_canonical_id
+from mutations.identity import account_canonical_id, provisioned_project_canonical_id
 from resolvers.context import build_context
 from resolvers.schema import build_schema
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.mapping import invoice_project
 from tests.mutations.conftest import ADMIN, Flow
-from tests.mutations.tryton_flow import log_and_invoice, use_tryton, win_and_provision
+from tests.mutations.tryton_flow import credit_with_refund, log_and_invoice, use_tryton, win_and_provision
 from tests.mutations.tryton_graph_support import PROJECTS, TM, Booked, book
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
@@ -115,3 +115,49 @@ def test_an_invoice_made_by_effort_or_progress_names_its_project_by_the_works_it
     assert invoice_project(effort, by_code, by_work) is b
     assert invoice_project(progress, by_code, by_work) is a
     assert invoice_project({"description": "December", "lines.": []}, by_code, by_work) is None
+
+
+CREDITED = """query($id: ID!, $account: ID!) {
+  project(id: $id) { financials { billed { amount } backlog { amount } }
+    invoices { id number status total { amount } amountPaid { amount } amountRemaining { amount }
+      creditMemos { id } } }
+  account(id: $account) {
+    health { billedToDate { amount } openReceivables { amount } paidToDate { amount } } }
+  invoices(first: 100, filter: {legalEntity: "EU01"}) {
+    edges { node { id number status total { amount } } } } }"""
+
+
+async def test_an_invoice_credited_in_tryton_is_voided_and_its_credit_note_is_not_an_invoice(
+    booked: Booked,
+) -> None:
+    b, client = booked, booked.client
+    await credit_with_refund(client, b.invoice_id)
+    found = await b.query(CREDITED, id=provisioned_project_canonical_id(TM), account=b.account_id)
+
+    project, health = found["project"], found["account"]["health"]
+    assert project["invoices"] == [  # the credit note is the void's counter-move, not a negative invoice
+        {
+            "id": f"tryton:{b.invoice_id}",
+            "number": "INV/2026/1",
+            "status": "VOIDED",
+            "total": {"amount": str(b.invoice_total)},
+            "amountPaid": {"amount": "0.00"},
+            "amountRemaining": {"amount": "0.00"},
+            "creditMemos": [],
+        }
+    ]
+    assert project["financials"]["billed"] == {"amount": "0.00"}
+    assert health == {
+        "billedToDate": {"amount": "0.00"},
+        "openReceivables": {"amount": "0.00"},
+        "paidToDate": {"amount": "0.00"},
+    }
+    listed = [e["node"] for e in found["invoices"]["edges"] if e["node"]["id"].startswith("tryton:")]
+    assert listed == [
+        {
+            "id": f"tryton:{b.invoice_id}",
+            "number": "INV/2026/1",
+            "status": "VOIDED",
+            "total": {"amount": str(b.invoice_total)},
+        }
+    ]

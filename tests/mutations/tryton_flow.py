@@ -75,3 +75,12 @@ async def log_and_invoice(client: TrytonClient, project: int, hours: float, *, p
 async def post_invoice(client: TrytonClient, invoice: int) -> None:
     await client.write("account.invoice", [invoice], {"invoice_date": INVOICE_DATE})
     await client.button("account.invoice", "post", [invoice])
+
+
+async def credit_with_refund(client: TrytonClient, invoice: int) -> None:
+    """Tryton's Credit wizard with refund on a posted invoice: a credit note posted as the invoice's cancel
+    move, the invoice cancelled."""
+    start = {"with_refund": True, "with_refund_allowed": True, "invoice_date": INVOICE_DATE}
+    await client.wizard(
+        "account.invoice.credit", "account.invoice", [invoice], [("credit", {"start": start})]
+    )
