@@ -23,7 +23,11 @@ TYPES = {"CustInvc": "invoice", "CustPymt": "customerPayment", "CustCred": "cred
 
 
 def invoice_fingerprint(row: Record, reference: Reference) -> str:
-    invoice = invoice_from_record(row, reference)
+    return fingerprint_of(invoice_from_record(row, reference))
+
+
+def fingerprint_of(invoice: Invoice) -> str:
+    """What a change of the invoice's billing state is detected by, whichever ERP it comes from."""
     state = [
         invoice.status.value,
         invoice.currency,

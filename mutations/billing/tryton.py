@@ -22,7 +22,7 @@ from canonical import analytics
 from canonical.entities import Invoice
 from mutations.billing import events as ev
 from mutations.billing.intake import CRM_WRITEBACK, Recorded, _Round
-from mutations.billing.state import digest, money, state_of
+from mutations.billing.state import digest, fingerprint_of, money, state_of
 from mutations.deps import FlowDeps
 from mutations.intake import format_stamp
 from mutations.pollers import DEFAULT_LAG, PollResult
@@ -48,17 +48,7 @@ def invoice_state(invoice: Invoice, previous: str | None, today: date) -> ev.Inv
     return state_of(invoice, str(invoice.erp_id), previous, today)
 
 
-def fingerprint(invoice: Invoice) -> str:
-    return digest(
-        [
-            invoice.status.value,
-            invoice.currency,
-            str(invoice.total.rounded().amount),
-            str(invoice.amount_paid.rounded().amount),
-            str(invoice.amount_remaining.rounded().amount),
-            invoice.due_date.isoformat(),
-        ]
-    )
+fingerprint = fingerprint_of  # the same change detection as NetSuite's invoices
 
 
 def _stamp(row: Record) -> datetime | None:

@@ -11,13 +11,12 @@ import pytest
 
 from canonical.entities import Project
 from mutations.identity import account_canonical_id, provisioned_project_canonical_id
-from resolvers.context import build_context
 from resolvers.schema import build_schema
 from store.repositories import CrossReferenceRepo
 from subgraphs.erp_tryton.mapping import invoice_project
-from tests.mutations.conftest import ADMIN, Flow
+from tests.mutations.conftest import Flow
 from tests.mutations.tryton_flow import credit_with_refund, log_and_invoice, use_tryton, win_and_provision
-from tests.mutations.tryton_graph_support import PROJECTS, TM, Booked, book
+from tests.mutations.tryton_graph_support import PROJECTS, TM, Booked, book, graph_context
 from tests.subgraphs.erp_tryton.tryton_support import Server
 
 HEALTH = """
@@ -35,16 +34,7 @@ async def test_health_of_a_tryton_account_comes_from_tryton(flow: Flow, tryton: 
         await log_and_invoice(client, project, 2)
         total = (2 * row["list_price"]).quantize(Decimal("0.01"))
 
-        context = build_context(
-            principal=ADMIN,
-            crm=deps.crm,
-            psa=deps.psa,
-            erp=deps.erp,
-            sessionmaker=deps.sessionmaker,
-            as_of=date(2026, 12, 27),
-            tryton=client,
-            erp_by_entity=deps.erp_by_entity,
-        )
+        context = graph_context(flow, client)
         crm_account = flow.firm.accounts[10].crm_id
         account_id = account_canonical_id(crm_account)
         async with deps.sessionmaker.begin() as session:  # what backfill links on day one
@@ -117,14 +107,14 @@ def test_an_invoice_made_by_effort_or_progress_names_its_project_by_the_works_it
     assert invoice_project({"description": "December", "lines.": []}, by_code, by_work) is None
 
 
-CREDITED = """query($id: ID!, $account: ID!) {
-  project(id: $id) { financials { billed { amount } backlog { amount } }
-    invoices { id number status total { amount } amountPaid { amount } amountRemaining { amount }
-      creditMemos { id } } }
-  account(id: $account) {
-    health { billedToDate { amount } openReceivables { amount } paidToDate { amount } } }
-  invoices(first: 100, filter: {legalEntity: "EU01"}) {
-    edges { node { id number status total { amount } } } } }"""
+# one root field per query: the PostgreSQL test store is one connection (savepoints), not for parallel roots
+CREDITED_PROJECT = """query($id: ID!) { project(id: $id) { financials { billed { amount } backlog { amount } }
+  invoices { id number status total { amount } amountPaid { amount } amountRemaining { amount }
+    creditMemos { id } } } }"""
+CREDITED_ACCOUNT = """query($id: ID!) { account(id: $id) {
+  health { billedToDate { amount } openReceivables { amount } paidToDate { amount } } } }"""
+CREDITED_LIST = """{ invoices(first: 100, filter: {legalEntity: "EU01"}) {
+  edges { node { id number status total { amount } } } } }"""
 
 
 async def test_an_invoice_credited_in_tryton_is_voided_and_its_credit_note_is_not_an_invoice(
@@ -132,9 +122,9 @@ async def test_an_invoice_credited_in_tryton_is_voided_and_its_credit_note_is_no
 ) -> None:
     b, client = booked, booked.client
     await credit_with_refund(client, b.invoice_id)
-    found = await b.query(CREDITED, id=provisioned_project_canonical_id(TM), account=b.account_id)
-
-    project, health = found["project"], found["account"]["health"]
+    project = (await b.query(CREDITED_PROJECT, id=provisioned_project_canonical_id(TM)))["project"]
+    health = (await b.query(CREDITED_ACCOUNT, id=b.account_id))["account"]["health"]
+    found = await b.query(CREDITED_LIST)
     assert project["invoices"] == [  # the credit note is the void's counter-move, not a negative invoice
         {
             "id": f"tryton:{b.invoice_id}",
