@@ -24,10 +24,10 @@ from typing import Any
 
 from mutations.posting.model import PROJECT_CLOSED
 from subgraphs.erp_tryton.client import TrytonClient
+from subgraphs.erp_tryton.mapping import DONE, fully_progressed, is_closed
 from subgraphs.erp_tryton.wire import Record
 
 SYSTEM = "tryton"
-DONE = 1.0
 WORK_FIELDS = (
     "name",
     "status.progress",
@@ -51,12 +51,6 @@ class Refused(Exception):
 
 def step_key(milestone_id: str) -> str:
     return f"{SYSTEM}:milestoneRelease:{milestone_id}"
-
-
-def is_closed(work: Mapping[str, Any]) -> bool:
-    """A work whose status requires full progress is done: Tryton's closed project (or task)."""
-    status = work.get("status.") or {}
-    return status.get("progress") is not None and float(status["progress"]) >= DONE
 
 
 async def _done_status(client: TrytonClient) -> int | None:
@@ -104,7 +98,7 @@ async def release(client: TrytonClient, project_id: int, payload: Mapping[str, A
         )
     task_id = int(task["id"])
     result = {"erp": SYSTEM, "project": str(project_id), "task": str(task_id)}
-    if task.get("progress") is not None and float(task["progress"]) >= DONE:
+    if fully_progressed(task):
         return {**result, "released": False}  # released before (or by hand): Tryton bills it once
     values: Record = {"progress": DONE}
     done = await _done_status(client)

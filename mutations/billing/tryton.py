@@ -48,9 +48,6 @@ def invoice_state(invoice: Invoice, previous: str | None, today: date) -> ev.Inv
     return state_of(invoice, str(invoice.erp_id), previous, today)
 
 
-fingerprint = fingerprint_of  # the same change detection as NetSuite's invoices
-
-
 def _stamp(row: Record) -> datetime | None:
     moment = row.get("write_date") or row.get("create_date")
     return moment.replace(tzinfo=UTC) if isinstance(moment, datetime) and moment.tzinfo is None else moment
@@ -122,12 +119,12 @@ async def record_invoices(
                     "invoice": state,
                     "payment": payment,
                     "kind": None,
-                    "fingerprint": fingerprint(invoice),
+                    "fingerprint": fingerprint_of(invoice),
                 }
                 done.events.append(
                     await outbox.add(ev.PAYMENT_RECEIVED, payload, key=invoice.id, legal_entity=entity)
                 )
-            fp = fingerprint(invoice)
+            fp = fingerprint_of(invoice)
             register = f"tryton:invoice:{row['id']}:last"
             claimed = await rnd.claim(register, fp, f"crm:invoice:tryton:{row['id']}")
             if claimed is None:

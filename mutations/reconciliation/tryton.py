@@ -32,7 +32,7 @@ from datetime import date
 from typing import Any
 
 from canonical import analytics
-from mutations.billing.tryton import fingerprint
+from mutations.billing.state import fingerprint_of
 from subgraphs.erp.refdata import Reference
 from subgraphs.erp_tryton.client import TrytonClient
 from subgraphs.erp_tryton.loaders import search_invoices
@@ -139,7 +139,7 @@ def invoice_record(row: Record, subsidiary: str, entity: str) -> Record:
         "amountremaining": invoice.amount_remaining.amount,
         "status": row.get("state"),
         "subsidiary": subsidiary,
-        "fingerprint": fingerprint(invoice),
+        "fingerprint": fingerprint_of(invoice),
     }
 
 

@@ -328,13 +328,25 @@ def payment_from_line(line: Mapping[str, Any], invoice: Invoice, *, today: date)
 CHILD_FIELDS = ("parent", "name", "comment", "effort_duration", "list_price", "progress", "status.progress")
 
 
+#: a work's progress when it is done (Tryton's progress is a fraction)
+DONE = 1.0
+
+
+def is_closed(work: Mapping[str, Any]) -> bool:
+    """A work (read with ``status.progress``) whose status requires full progress: Tryton's closed project
+    or done task."""
+    status = work.get("status.") or {}
+    return status.get("progress") is not None and float(status["progress"]) >= DONE
+
+
+def fully_progressed(work: Mapping[str, Any]) -> bool:
+    return work.get("progress") is not None and float(work["progress"]) >= DONE
+
+
 def _done(row: Mapping[str, Any]) -> bool:
-    """Done in Tryton: a status that requires full progress (what the milestone release sets), or full
-    progress itself."""
-    status = row.get("status.") or {}
-    if status.get("progress") is not None and float(status["progress"]) >= 1:
-        return True
-    return row.get("progress") is not None and float(row["progress"]) >= 1
+    """Done in Tryton: a status that requires full progress, or full progress itself (what the milestone
+    release sets)."""
+    return is_closed(row) or fully_progressed(row)
 
 
 def tasks_and_milestones(
